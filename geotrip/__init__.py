@@ -1,0 +1,58 @@
+"""geotrip: the gradient geometry of triplet losses on the unit hypersphere, in JAX.
+
+Layout (each layer builds only on the ones above it):
+
+* geometry      -- :mod:`geotrip._geometry`: normalize, tangent projection, accurate angles
+* distances     -- :mod:`geotrip._distances`: the family d = g(theta) and its weights g'
+* losses        -- :mod:`geotrip._losses`: hinge and soft-margin triplet losses
+* gradients     -- :mod:`geotrip._gradients`: raw/Riemannian gradients, angles, disagreement
+* configs       -- :mod:`geotrip._configs`: synthetic configurations (parametric triplets, ...)
+* mining, sweeps, search, experiments -- later layers
+* figures, cli  -- :mod:`geotrip.figures`, :mod:`geotrip.cli`
+"""
+
+from ._geometry import (
+    angle,
+    normalize,
+    pairwise_angles,
+    project_tangent,
+    random_rotation,
+    safe_norm,
+    vector_angle,
+)
+from ._distances import DISTANCES, Distance, distance, make_distance, pairwise_distances
+from ._losses import batch_loss, hinge, hinge_slope, triplet_loss
+from ._gradients import (
+    GRADIENT_ANGLE_KEYS,
+    batch_gradient_angle,
+    batch_grads,
+    descent_disagreement,
+    gradient_angles,
+    normalize_vjp,
+    normalize_vjp_closed_form,
+    tangent_direction,
+    triplet_grads,
+    triplet_grads_closed_form,
+)
+from ._configs import parametric_triplet, triplet_angles
+from ._provenance import provenance, write_provenance
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # geometry
+    "angle", "normalize", "pairwise_angles", "project_tangent", "random_rotation",
+    "safe_norm", "vector_angle",
+    # distances
+    "DISTANCES", "Distance", "distance", "make_distance", "pairwise_distances",
+    # losses
+    "batch_loss", "hinge", "hinge_slope", "triplet_loss",
+    # gradients
+    "GRADIENT_ANGLE_KEYS", "batch_gradient_angle", "batch_grads", "descent_disagreement",
+    "gradient_angles", "normalize_vjp", "normalize_vjp_closed_form", "tangent_direction",
+    "triplet_grads", "triplet_grads_closed_form",
+    # configs
+    "parametric_triplet", "triplet_angles",
+    # provenance
+    "provenance", "write_provenance",
+]

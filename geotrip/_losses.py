@@ -1,0 +1,176 @@
+r"""Triplet losses over sphere distances: hinge (FaceNet) and soft margin (Hermans et al.).
+
+For a triplet of unit vectors (anchor :math:`a`, positive :math:`p`, negative :math:`n`)
+and a distance :math:`d` of the family,
+
+.. math::
+   z = d(a, p) - d(a, n) + m, \qquad
+   \ell_\text{hinge} = \max(0, z), \qquad \ell_\text{soft} = \log(1 + e^{z}).
+
+References:
+  Schroff, Kalenichenko, Philbin, "FaceNet", CVPR 2015 (hinge, :math:`m = 0.2`,
+  ``chord_sq``). Hermans, Beyer, Leibe, "In Defense of the Triplet Loss for Person
+  Re-Identification", 2017 (soft margin, batch-hard mining).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._distances import Distance, lookup_distance
+from ._validate import check_points, check_same_shape, check_triplets
+
+__all__ = ["triplet_loss", "batch_loss", "hinge", "hinge_slope"]
+
+Array = jax.Array
+
+
+def hinge(z: Array, *, soft: bool = False) -> Array:
+    r"""The triplet hinge :math:`\max(0, z)`, or :math:`\operatorname{softplus}(z)` with ``soft``.
+
+    Convention: the hinge's derivative at :math:`z = 0` is 0 (the triplet is
+    treated as inactive on the boundary), so gradients are finite and the active
+    set is :math:`\{z > 0\}`. The softplus is evaluated stably as
+    :math:`\operatorname{logaddexp}(z, 0)`.
+    """
+    if soft:
+        return jnp.logaddexp(z, jnp.zeros_like(z))
+    return jnp.where(z > 0, z, jnp.zeros_like(z))
+
+
+def hinge_slope(z: Array, *, soft: bool = False) -> Array:
+    r"""Derivative of :func:`hinge`: :math:`\mathbb 1[z > 0]`, or :math:`\sigma(z)` with ``soft``."""
+    if soft:
+        return jax.nn.sigmoid(z)
+    return (z > 0).astype(z.dtype)
+
+
+def _triplet_margin_value(a, p, n, dist: Distance, margin):
+    return dist.ambient(a, p) - dist.ambient(a, n) + margin
+
+
+def _triplet_loss(a, p, n, dist: Distance, margin, soft: bool):
+    return hinge(_triplet_margin_value(a, p, n, dist, margin), soft=soft)
+
+
+def check_triplet_inputs(a, p, n):
+    """Validate three arrays of unit vectors of one shape ``(..., d)``."""
+    a = check_points(a, "anchor a")
+    p = check_points(p, "positive p")
+    n = check_points(n, "negative n")
+    check_same_shape(a=a, p=p, n=n)
+    if not (a.dtype == p.dtype == n.dtype):
+        raise TypeError(f"a, p, n must share one dtype, got {a.dtype}, {p.dtype}, {n.dtype}")
+    return a, p, n
+
+
+def triplet_loss(
+    a: Array,
+    p: Array,
+    n: Array,
+    *,
+    distance: str | Distance = "chord_sq",
+    margin: float | Array = 0.2,
+    soft: bool = False,
+) -> Array:
+    r"""Per-triplet loss :math:`h(d(a,p) - d(a,n) + m)`.
+
+    .. math:: \ell(a,p,n) = \max\big(0,\; d(a,p) - d(a,n) + m\big)
+
+    or :math:`\log(1 + \exp(\cdot))` of the same with ``soft=True``. The distance is
+    evaluated in its ambient form (see :mod:`geotrip._distances`), so ``jax.grad``
+    gives the raw (Euclidean) gradient; project it with
+    :func:`geotrip.project_tangent` or use :func:`geotrip.triplet_grads`.
+
+    Singular points: finite value and gradient everywhere; at an inactive hinge
+    (:math:`z \le 0`) the loss and its gradient are 0; at coincident or antipodal
+    points the conventions of :func:`geotrip.angle` apply.
+
+    Args:
+      a, p, n: unit vectors of one shape ``(..., d)`` and dtype.
+      distance: a name in :data:`geotrip.DISTANCES` or a :class:`geotrip.Distance`.
+      margin: :math:`m`, a scalar or an array broadcastable to ``(...)``.
+      soft: use the soft margin :math:`\log(1+e^z)` instead of the hinge.
+
+    Returns:
+      Array of shape ``(...)``, dtype of the inputs.
+
+    Raises:
+      ValueError: on mismatched shapes, non-finite values, non-unit rows (checked
+        outside ``jit``), or an unknown distance name.
+    """
+    dist = lookup_distance(distance)
+    a, p, n = check_triplet_inputs(a, p, n)
+    return _triplet_loss(a, p, n, dist, margin, soft)
+
+
+def gather_triplets(X: Array, triplets: Array):
+    """Rows ``(X[t[:,0]], X[t[:,1]], X[t[:,2]])`` of a point set for index triplets ``t``."""
+    return X[triplets[:, 0]], X[triplets[:, 1]], X[triplets[:, 2]]
+
+
+def check_batch_inputs(X, triplets, mask=None):
+    """Validate a point set ``(n_points, d)``, index triplets ``(k, 3)`` and an optional mask ``(k,)``."""
+    X = check_points(X, "X", min_ndim=2)
+    if X.ndim != 2:
+        raise ValueError(f"X must have shape (n_points, d), got {X.shape}")
+    t = check_triplets(triplets, X.shape[0])
+    if mask is not None:
+        mask = jnp.asarray(mask)
+        if mask.shape != (t.shape[0],):
+            raise ValueError(f"mask must have shape ({t.shape[0]},) (one entry per triplet), got {mask.shape}")
+    return X, t, mask
+
+
+def _batch_loss(X, t, dist, margin, soft, mask, reduction):
+    a, p, n = gather_triplets(X, t)
+    per = _triplet_loss(a, p, n, dist, margin, soft)
+    if mask is not None:
+        w = mask.astype(per.dtype)
+        per = per * w
+    if reduction == "none":
+        return per
+    if reduction == "sum":
+        return jnp.sum(per)
+    count = jnp.asarray(per.shape[0], per.dtype) if mask is None else jnp.sum(mask.astype(per.dtype))
+    return jnp.sum(per) / jnp.maximum(count, jnp.ones_like(count))
+
+
+_REDUCTIONS = ("sum", "mean", "none")
+
+
+def batch_loss(
+    X: Array,
+    triplets: Array,
+    *,
+    distance: str | Distance = "chord_sq",
+    margin: float | Array = 0.2,
+    soft: bool = False,
+    reduction: str = "sum",
+    mask: Array | None = None,
+) -> Array:
+    r"""Triplet loss of index triplets over one point set (what online mining produces).
+
+    .. math:: L(X) = \sum_{k} w_k\, h\big(d(x_{a_k}, x_{p_k}) - d(x_{a_k}, x_{n_k}) + m\big)
+
+    Points may appear in several triplets and in several roles; ``jax.grad`` with
+    respect to ``X`` sums their contributions.
+
+    Args:
+      X: unit vectors, shape ``(n_points, d)``.
+      triplets: integer array ``(k, 3)`` of (anchor, positive, negative) row indices.
+      distance, margin, soft: as in :func:`triplet_loss`.
+      reduction: ``"sum"`` (scalar), ``"mean"`` (scalar; over the triplets with
+        non-zero mask, or all ``k``), or ``"none"`` (shape ``(k,)``).
+      mask: optional ``(k,)`` weights or booleans (e.g. the validity mask of a
+        miner, which keeps shapes static); masked triplets contribute 0.
+
+    Returns:
+      A scalar, or an array of shape ``(k,)`` with ``reduction="none"``.
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(_REDUCTIONS)}")
+    dist = lookup_distance(distance)
+    X, t, mask = check_batch_inputs(X, triplets, mask)
+    return _batch_loss(X, t, dist, margin, soft, mask, reduction)

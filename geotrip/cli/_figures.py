@@ -1,0 +1,45 @@
+"""``geotrip figures``: regenerate the paper's figures."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from . import CLIError, add_jax_options
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "figures",
+        help="regenerate the paper's figures (PDF, PNG, data, provenance)",
+        description="Regenerate every registered figure (or those named with --only) into --out.",
+    )
+    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures/)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="only these figures (see --list)")
+    p.add_argument("--list", action="store_true", help="list the figures and exit")
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
+    p.add_argument("--quick", action="store_true", help="smaller grids and budgets (for tests and previews)")
+    add_jax_options(p, default_platform="cpu", x64=True)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..figures import load_all
+
+    figs = load_all()
+    if args.list:
+        for name, spec in figs.items():
+            print(f"{name:24s} [{spec.group}] {spec.description}")
+        return 0
+    names = list(figs) if not args.only else args.only
+    unknown = [n for n in names if n not in figs]
+    if unknown:
+        raise CLIError(f"unknown figure(s) {', '.join(unknown)}; valid: {', '.join(figs)}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    for name in names:
+        t0 = time.perf_counter()
+        paths = figs[name].make(out_dir=args.out, seed=args.seed, quick=args.quick)
+        print(f"{name}: {len(paths)} files in {args.out} ({time.perf_counter() - t0:.1f} s)")
+    return 0

@@ -1,0 +1,132 @@
+"""Core figures: the per-pair weights g'(theta) and the gradient-angle maps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from .. import DISTANCES, gradient_angles, parametric_triplet
+from ._registry import register_figure, save_figure
+
+_STYLE = {
+    "chord_sq": dict(color="C0", ls="-"),
+    "chord": dict(color="C1", ls="--"),
+    "geodesic": dict(color="C2", ls="-"),
+    "geodesic_sq": dict(color="C3", ls="-."),
+    "cosine": dict(color="C4", ls=":"),
+}
+
+
+def weight_curves(num: int = 721, *, vanish_fraction: float = 0.1) -> dict[str, np.ndarray]:
+    """Profiles g(theta), weights g'(theta) and the 'vanishing' masks g' < f * max g' on [0, pi]."""
+    theta = jnp.linspace(0.0, jnp.pi, num)
+    out: dict[str, np.ndarray] = {"theta": np.asarray(theta)}
+    for name, dist in DISTANCES.items():
+        w = np.asarray(dist.weight(theta))
+        out[f"profile/{name}"] = np.asarray(dist.profile(theta))
+        out[f"weight/{name}"] = w
+        out[f"vanishing/{name}"] = w < vanish_fraction * w.max()
+    return out
+
+
+@register_figure("weights", description="profiles g(theta) and per-pair weights g'(theta) of the five distances")
+def make_weights(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frac = 0.1
+    data = weight_curves(181 if quick else 721, vanish_fraction=frac)
+    th = data["theta"]
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for name, dist in DISTANCES.items():
+        ax0.plot(th, data[f"profile/{name}"], label=f"{name}: {dist.formula}", **_STYLE[name])
+        w = data[f"weight/{name}"]
+        ax1.plot(th, w, label=name, **_STYLE[name])
+        van = data[f"vanishing/{name}"]
+        ax1.fill_between(th, 0, w, where=van, color=_STYLE[name]["color"], alpha=0.25, lw=0)
+        zeros = th[np.isclose(w, 0.0, atol=1e-12)]
+        ax1.plot(zeros, np.zeros_like(zeros), "o", color=_STYLE[name]["color"], ms=6, mfc="none")
+    for ax in (ax0, ax1):
+        ax.set_xlim(0, np.pi)
+        ax.set_xticks([0, np.pi / 4, np.pi / 2, 3 * np.pi / 4, np.pi])
+        ax.set_xticklabels(["0", "π/4", "π/2", "3π/4", "π"])
+        ax.set_xlabel("angle θ between the two points")
+        ax.grid(alpha=0.3)
+    ax0.set_ylabel("distance g(θ)")
+    ax0.set_title("profiles d = g(θ)")
+    ax0.legend(fontsize=7, loc="upper left")
+    ax1.set_ylabel("per-pair weight g'(θ)")
+    ax1.set_title(f"weights g'(θ); shaded: g' < {frac:g}·max, circles: g' = 0")
+    ax1.legend(fontsize=8, loc="upper right")
+    return save_figure(fig, out_dir, "weights", data=data, seed=None,
+                       parameters={"vanish_fraction": frac, "grid": int(th.size)})
+
+
+def angle_map_data(
+    num: int,
+    psis_deg: tuple[float, ...],
+    *,
+    distances=("chord_sq", "geodesic"),
+    margins=(4.5, 3.5),
+    dim: int = 3,
+) -> dict[str, np.ndarray]:
+    """Anchor-gradient angles (degrees) over the (theta_ap, theta_an) grid for each psi.
+
+    The margins default to values that keep both hinges active on the whole plane
+    (chord_sq <= 4, geodesic <= pi), so the maps show the pure weight geometry.
+    """
+    eps = 0.5 * np.pi / num
+    t = jnp.linspace(eps, np.pi - eps, num)
+    tap, tan = jnp.meshgrid(t, t, indexing="xy")  # rows: theta_an, cols: theta_ap
+    out: dict[str, np.ndarray] = {"theta": np.asarray(t), "psi_deg": np.asarray(psis_deg)}
+    for psi in psis_deg:
+        a, p, n = parametric_triplet(tap, tan, jnp.full_like(tap, np.deg2rad(psi)), dim=dim)
+        r = gradient_angles(a, p, n, distances=distances, margins=margins)
+        for kind in ("riemannian", "raw"):
+            out[f"{kind}/anchor/psi={psi:g}"] = np.degrees(np.asarray(r[f"{kind}/anchor"]))
+    return out
+
+
+@register_figure("angle_map", description="chord_sq vs geodesic anchor-gradient angle over (theta_ap, theta_an)")
+def make_angle_map(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    psis = (30.0, 90.0, 150.0)
+    num = 61 if quick else 241
+    data = angle_map_data(num, psis)
+    t = data["theta"]
+    fig, axes = plt.subplots(2, len(psis), figsize=(4.1 * len(psis), 7.4), constrained_layout=True,
+                             sharex=True, sharey=True)
+    vmax = max(np.nanmax(v) for k, v in data.items() if "/anchor/" in k)
+    for col, psi in enumerate(psis):
+        for row, kind in enumerate(("riemannian", "raw")):
+            ax = axes[row, col]
+            z = data[f"{kind}/anchor/psi={psi:g}"]
+            im = ax.pcolormesh(t, t, z, cmap="magma", vmin=0, vmax=vmax, shading="auto")
+            cs = ax.contour(t, t, z, levels=[10, 30, 60, 90], colors="w", linewidths=0.6)
+            ax.clabel(cs, fmt="%d°", fontsize=7)
+            # Active-set boundaries of the usual margins (0.2 each): active below each line.
+            ax.plot(t, 2 * np.arcsin(np.sqrt(np.clip(np.sin(t / 2) ** 2 + 0.05, 0, 1))),
+                    color="C0", lw=1.2, ls="--", label="chord_sq active boundary (m=0.2)")
+            ax.plot(t, t + 0.2, color="C2", lw=1.2, ls=":", label="geodesic active boundary (m=0.2)")
+            ax.plot(t, t, color="0.7", lw=0.6)
+            ax.set_xlim(0, np.pi)
+            ax.set_ylim(0, np.pi)
+            ax.set_title(f"{kind} anchor gradient, ψ = {psi:g}°", fontsize=10)
+            if row == 1:
+                ax.set_xlabel("θ_ap (anchor–positive angle)")
+            if col == 0:
+                ax.set_ylabel("θ_an (anchor–negative angle)")
+    axes[0, 0].legend(fontsize=7, loc="upper left")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="angle between chord_sq and geodesic gradients (degrees)")
+    fig.suptitle("Where chord_sq and geodesic triplet gradients disagree at the anchor "
+                 "(margins 4.5 / 3.5 keep both hinges active)", fontsize=11)
+    return save_figure(fig, out_dir, "angle_map", data=data, seed=None,
+                       parameters={"psi_deg": list(psis), "grid": num, "margins": [4.5, 3.5], "dim": 3})
