@@ -56,3 +56,9 @@ __all__ = [
     # provenance
     "provenance", "write_provenance",
 ]
+
+# --- configs (more generators), mining, margin matching, sweeps: issue 3 ---
+
+# --- counterexample search and certificates: issue 4 ---
+
+# --- training experiments: issue 5 ---
