@@ -58,6 +58,17 @@ __all__ = [
 ]
 
 # --- configs (more generators), mining, margin matching, sweeps: issue 3 ---
+from ._configs import (
+    CLUSTER_KINDS, clustered_batch, near_degenerate_pairs, rotated_triplet, sample_polar_angle,
+    spherical_cap, uniform_sphere,
+)
+from ._mining import MINING_STRATEGIES, mine_triplets, num_mined
+
+__all__ += [
+    "CLUSTER_KINDS", "clustered_batch", "near_degenerate_pairs", "rotated_triplet",
+    "sample_polar_angle", "spherical_cap", "uniform_sphere",
+    "MINING_STRATEGIES", "mine_triplets", "num_mined",
+]
 
 # --- counterexample search and certificates: issue 4 ---
 
