@@ -71,5 +71,20 @@ __all__ += [
 ]
 
 # --- counterexample search and certificates: issue 4 ---
+from ._search import (  # noqa: E402
+    OBJECTIVES, RESTART_FAMILIES, STRUCTURES, Certificate, SearchResult, certify, draw_configurations,
+    objective_function, search, simplify, triplet_structure,
+)
+from ._certificates import (  # noqa: E402
+    CertificateError, VerificationResult, certificate_quantities, load_certificate, verify_certificate,
+    write_certificate,
+)
+
+__all__ += [
+    "OBJECTIVES", "RESTART_FAMILIES", "STRUCTURES", "Certificate", "SearchResult", "certify",
+    "draw_configurations", "objective_function", "search", "simplify", "triplet_structure",
+    "CertificateError", "VerificationResult", "certificate_quantities", "load_certificate",
+    "verify_certificate", "write_certificate",
+]
 
 # --- training experiments: issue 5 ---
