@@ -16,6 +16,8 @@ __all__ = ["main", "build_parser"]
 # One line per subcommand module.
 _COMMAND_MODULES = (
     "geotrip.cli._figures",
+    "geotrip.cli._search",
+    "geotrip.cli._verify",
 )
 
 
