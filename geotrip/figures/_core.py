@@ -19,16 +19,34 @@ _STYLE = {
 }
 
 
-def weight_curves(num: int = 721, *, vanish_fraction: float = 0.1) -> dict[str, np.ndarray]:
-    """Profiles g(theta), weights g'(theta) and the 'vanishing' masks g' < f * max g' on [0, pi]."""
+def weight_curves(num: int = 721, *, vanish_below: float = 0.25) -> dict[str, np.ndarray]:
+    """Profiles g(theta), weights g'(theta) and the masks g' < vanish_below on [0, pi].
+
+    ``vanish_below`` is in units of the geodesic weight (which is 1 everywhere): a pair
+    whose weight is below it is pulled or pushed less than a quarter as hard as the
+    geodesic loss would.
+    """
     theta = jnp.linspace(0.0, jnp.pi, num)
     out: dict[str, np.ndarray] = {"theta": np.asarray(theta)}
     for name, dist in DISTANCES.items():
         w = np.asarray(dist.weight(theta))
         out[f"profile/{name}"] = np.asarray(dist.profile(theta))
         out[f"weight/{name}"] = w
-        out[f"vanishing/{name}"] = w < vanish_fraction * w.max()
+        out[f"vanishing/{name}"] = w < vanish_below
     return out
+
+
+def _runs(mask: np.ndarray, x: np.ndarray) -> list[tuple[float, float]]:
+    """(start, width) of the runs where ``mask`` is True, on the grid ``x``."""
+    runs, start = [], None
+    for i, m in enumerate(mask):
+        if m and start is None:
+            start = i
+        if (not m or i == len(mask) - 1) and start is not None:
+            stop = i if m else i - 1
+            runs.append((float(x[start]), float(max(x[stop] - x[start], x[1] - x[0]))))
+            start = None
+    return runs
 
 
 @register_figure("weights", description="profiles g(theta) and per-pair weights g'(theta) of the five distances")
@@ -38,32 +56,44 @@ def make_weights(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frac = 0.1
-    data = weight_curves(181 if quick else 721, vanish_fraction=frac)
+    thr = 0.25
+    data = weight_curves(181 if quick else 721, vanish_below=thr)
     th = data["theta"]
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
-    for name, dist in DISTANCES.items():
+    fig = plt.figure(figsize=(11, 4.6), constrained_layout=True)
+    gs = fig.add_gridspec(2, 2, height_ratios=(3.2, 1.2))
+    ax0 = fig.add_subplot(gs[:, 0])
+    ax1 = fig.add_subplot(gs[0, 1])
+    ax2 = fig.add_subplot(gs[1, 1], sharex=ax1)
+    names = list(DISTANCES)
+    for row, (name, dist) in enumerate(DISTANCES.items()):
         ax0.plot(th, data[f"profile/{name}"], label=f"{name}: {dist.formula}", **_STYLE[name])
         w = data[f"weight/{name}"]
         ax1.plot(th, w, label=name, **_STYLE[name])
-        van = data[f"vanishing/{name}"]
-        ax1.fill_between(th, 0, w, where=van, color=_STYLE[name]["color"], alpha=0.25, lw=0)
         zeros = th[np.isclose(w, 0.0, atol=1e-12)]
-        ax1.plot(zeros, np.zeros_like(zeros), "o", color=_STYLE[name]["color"], ms=6, mfc="none")
-    for ax in (ax0, ax1):
+        ax1.plot(zeros, np.zeros_like(zeros), "o", color=_STYLE[name]["color"], ms=7, mfc="none", mew=1.5)
+        ax2.broken_barh(_runs(data[f"vanishing/{name}"], th), (row - 0.35, 0.7), color=_STYLE[name]["color"])
+    ax1.axhline(thr, color="0.5", lw=0.8, ls=":")
+    for ax in (ax0, ax1, ax2):
         ax.set_xlim(0, np.pi)
         ax.set_xticks([0, np.pi / 4, np.pi / 2, 3 * np.pi / 4, np.pi])
         ax.set_xticklabels(["0", "π/4", "π/2", "3π/4", "π"])
-        ax.set_xlabel("angle θ between the two points")
         ax.grid(alpha=0.3)
+    ax0.set_xlabel("angle θ between the two points")
+    ax2.set_xlabel("angle θ between the two points")
     ax0.set_ylabel("distance g(θ)")
     ax0.set_title("profiles d = g(θ)")
     ax0.legend(fontsize=7, loc="upper left")
     ax1.set_ylabel("per-pair weight g'(θ)")
-    ax1.set_title(f"weights g'(θ); shaded: g' < {frac:g}·max, circles: g' = 0")
-    ax1.legend(fontsize=8, loc="upper right")
+    ax1.set_title("per-pair weights g'(θ) (circles: g' = 0)")
+    ax1.legend(fontsize=8, loc="upper right", ncol=2)
+    plt.setp(ax1.get_xticklabels(), visible=False)
+    ax2.set_yticks(range(len(names)))
+    ax2.set_yticklabels(names, fontsize=7)
+    ax2.set_ylim(-0.6, len(names) - 0.4)
+    ax2.invert_yaxis()
+    ax2.set_title(f"where the weight nearly vanishes: g'(θ) < {thr:g} (geodesic weight = 1)", fontsize=9)
     return save_figure(fig, out_dir, "weights", data=data, seed=None,
-                       parameters={"vanish_fraction": frac, "grid": int(th.size)})
+                       parameters={"vanish_below": thr, "grid": int(th.size)})
 
 
 def angle_map_data(
@@ -114,8 +144,8 @@ def make_angle_map(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
             ax.clabel(cs, fmt="%d°", fontsize=7)
             # Active-set boundaries of the usual margins (0.2 each): active below each line.
             ax.plot(t, 2 * np.arcsin(np.sqrt(np.clip(np.sin(t / 2) ** 2 + 0.05, 0, 1))),
-                    color="C0", lw=1.2, ls="--", label="chord_sq active boundary (m=0.2)")
-            ax.plot(t, t + 0.2, color="C2", lw=1.2, ls=":", label="geodesic active boundary (m=0.2)")
+                    color="C0", lw=1.2, ls="--", label="chord_sq, m=0.2: active below")
+            ax.plot(t, t + 0.2, color="C2", lw=1.2, ls=":", label="geodesic, m=0.2: active below")
             ax.plot(t, t, color="0.7", lw=0.6)
             ax.set_xlim(0, np.pi)
             ax.set_ylim(0, np.pi)
