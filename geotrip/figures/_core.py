@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -113,9 +114,14 @@ def angle_map_data(
     t = jnp.linspace(eps, np.pi - eps, num)
     tap, tan = jnp.meshgrid(t, t, indexing="xy")  # rows: theta_an, cols: theta_ap
     out: dict[str, np.ndarray] = {"theta": np.asarray(t), "psi_deg": np.asarray(psis_deg)}
+
+    @jax.jit
+    def angles(psi):
+        a, p, n = parametric_triplet(tap, tan, jnp.full_like(tap, psi), dim=dim)
+        return gradient_angles(a, p, n, distances=distances, margins=margins)
+
     for psi in psis_deg:
-        a, p, n = parametric_triplet(tap, tan, jnp.full_like(tap, np.deg2rad(psi)), dim=dim)
-        r = gradient_angles(a, p, n, distances=distances, margins=margins)
+        r = angles(np.deg2rad(psi))
         for kind in ("riemannian", "raw"):
             out[f"{kind}/anchor/psi={psi:g}"] = np.degrees(np.asarray(r[f"{kind}/anchor"]))
     return out
@@ -139,7 +145,8 @@ def make_angle_map(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         for row, kind in enumerate(("riemannian", "raw")):
             ax = axes[row, col]
             z = data[f"{kind}/anchor/psi={psi:g}"]
-            im = ax.pcolormesh(t, t, z, cmap="magma", vmin=0, vmax=vmax, shading="auto")
+            im = ax.imshow(z, origin="lower", extent=(0, np.pi, 0, np.pi), aspect="auto",
+                           cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
             cs = ax.contour(t, t, z, levels=[10, 30, 60, 90], colors="w", linewidths=0.6)
             ax.clabel(cs, fmt="%d°", fontsize=7)
             # Active-set boundaries of the usual margins (0.2 each): active below each line.
