@@ -494,7 +494,8 @@ def certificate_quantities(cert: Mapping, *, backend: str = "mpmath") -> dict[st
     names = set(CLAIM_NAMES)
     step = c["claims"].get("step")
     vals = _run_backend(backend, c, names, step)
-    return {k: ([float(x) for x in v] if isinstance(v, list) else float(v)) for k, v in vals.items()}
+    return {k: ([float(x) for x in v] if isinstance(v, list) else float(v)) for k, v in vals.items()
+            if not k.startswith("_")}
 
 
 def _run_backend(backend, c, names, step):

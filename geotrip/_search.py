@@ -157,7 +157,7 @@ def _draw_all_impl(key, fam, n, d, dtype):
     centers = normalize(G[:, n:n + 3, :d])
     u = U[:, n + 3, :4]
     ncl = 2 + (u[:, 0] > 0.5).astype(jnp.int32)                      # 2 or 3 clusters
-    assign = jnp.minimum((U[:, n + 4:, 0] * ncl[:, None]).astype(jnp.int32), 2)
+    assign = jnp.minimum((U[:, n + 4:, 0] * ncl[:, None].astype(dtype)).astype(jnp.int32), 2)
     spread = (0.05 + 0.55 * u[:, 1])[:, None, None]
     clustered = normalize(jnp.take_along_axis(centers, assign[:, :, None], axis=1) + spread * g)
     cap_r = jnp.exp(math.log(0.01) + (math.log(0.3) - math.log(0.01)) * u[:, 2])[:, None, None]
@@ -413,7 +413,13 @@ def _compiled(spec_key, surrogate, score, valid, steps, chunk, lr):
         return _COMPILED[key]
     import optax
 
-    opt = optax.adam(optax.cosine_decay_schedule(lr, max(steps, 1), alpha=0.01))
+    total = float(max(steps, 1))
+
+    def schedule(count):  # cosine decay to 1% (written out: optax's mixes int and float dtypes)
+        frac = jnp.minimum(jnp.asarray(count).astype(jnp.result_type(float)), total) / total
+        return lr * (0.01 + 0.99 * 0.5 * (1 + jnp.cos(jnp.pi * frac)))
+
+    opt = optax.adam(schedule)
 
     def one_step(X, state):
         g = jax.grad(surrogate)(X)
@@ -531,8 +537,21 @@ def search(
         fam_names = [RESTART_FAMILIES[i] for i in fam]
     run_chunk, init_fn = _compiled(_spec_key(objective, t, n, dim, distances, margins, soft, restarts, dtype),
                                    surrogate, score, valid, n_chunks * chunk, chunk, float(learning_rate))
-    state, best = init_fn(X0)
-    X, bestX = X0, X0
+    # optax's Adam mixes int and float dtypes (bias correction), which strict promotion forbids.
+    promo = jax.numpy_dtype_promotion("standard")
+    promo.__enter__()
+    try:
+        state, best = init_fn(X0)
+        X, bestX, history = X0, X0, []
+        X, bestX, best, history = _run(run_chunk, X, state, bestX, best, n_chunks, chunk, objective, t, dim,
+                                       progress)
+    finally:
+        promo.__exit__(None, None, None)
+    return _finish(best, bestX, history, t, n, dim, objective, distances, margins, soft, fam_names, seed,
+                   restarts, n_chunks * chunk, t0)
+
+
+def _run(run_chunk, X, state, bestX, best, n_chunks, chunk, objective, t, dim, progress):
     history = []
     from tqdm.auto import tqdm
 
@@ -545,6 +564,11 @@ def search(
             history.append(b)
             bar.update(chunk)
             bar.set_postfix(best=f"{b:.5g}")
+    return X, bestX, best, history
+
+
+def _finish(best, bestX, history, t, n, dim, objective, distances, margins, soft, fam_names, seed, restarts,
+            steps, t0):
     best = np.asarray(best, np.float64)
     bestX = np.asarray(bestX, np.float64)
     order = np.argsort(-best, kind="stable")
@@ -567,7 +591,7 @@ def search(
         points=pts, triplets=np.asarray(t), value=val, objective=objective, distances=distances,
         margins=tuple(float(m) for m in margins), soft=bool(soft), values=values, families=fam_names,
         candidates=np.asarray(cand).reshape(-1, n, dim), candidate_values=np.asarray(cvals), history=history,
-        seed=int(seed), restarts=int(restarts), steps=int(n_chunks * chunk),
+        seed=int(seed), restarts=int(restarts), steps=int(steps),
         seconds=time.perf_counter() - t0,
     )
 
