@@ -88,3 +88,27 @@ __all__ += [
 ]
 
 # --- training experiments: issue 5 ---
+from ._models import cap_last_layer, init_features, init_mlp, mlp_embed, mlp_features
+from ._data import class_table, load_digits, make_clusters, sample_pk, stratified_split
+from ._metrics import (
+    COLLAPSE_COS, COLLAPSE_RANK, active_share, alignment, effective_rank, embedding_metrics,
+    is_collapsed, mean_pairwise_cosine, recall_at_1, riemannian_grad_norm, uniformity,
+)
+from ._experiments import (
+    COLLAPSE_PRESETS, TRAINING_METRICS, TRAINING_TASKS, CollapseSweep, TaskData, TrainSetup,
+    clopper_pearson_interval, collapse_phase_table, collapse_summary, make_task_data,
+    read_collapse_runs, reference_distance, run_collapse_sweep, train_grid, train_runs,
+    wilson_interval,
+)
+
+__all__ += [
+    "cap_last_layer", "init_features", "init_mlp", "mlp_embed", "mlp_features",
+    "class_table", "load_digits", "make_clusters", "sample_pk", "stratified_split",
+    "COLLAPSE_COS", "COLLAPSE_RANK", "active_share", "alignment", "effective_rank",
+    "embedding_metrics", "is_collapsed", "mean_pairwise_cosine", "recall_at_1",
+    "riemannian_grad_norm", "uniformity",
+    "COLLAPSE_PRESETS", "TRAINING_METRICS", "TRAINING_TASKS", "CollapseSweep", "TaskData",
+    "TrainSetup", "clopper_pearson_interval", "collapse_phase_table", "collapse_summary",
+    "make_task_data", "read_collapse_runs", "reference_distance", "run_collapse_sweep",
+    "train_grid", "train_runs", "wilson_interval",
+]

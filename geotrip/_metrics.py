@@ -1,0 +1,169 @@
+r"""Metrics of a set of embeddings on the unit sphere, and the collapse criterion.
+
+All functions take unit vectors ``X`` of shape ``(n, d)`` (``n >= 2``), are pure,
+jittable and vmappable, and keep the dtype of ``X``. Pairwise quantities use the
+Gram matrix :math:`G = X X^\top` (cosines) and :math:`\|x_i - x_j\|^2 = 2 - 2G_{ij}`.
+
+Collapse criterion (:func:`is_collapsed`): a set of embeddings is *collapsed* when
+
+.. math:: \bar c = \frac{1}{n(n-1)}\sum_{i \ne j} x_i\cdot x_j > 0.99
+          \quad\text{or}\quad \operatorname{erank}(X) < 1.5,
+
+i.e. the points sit (on average) within about :math:`8^\circ` of each other (point
+collapse), or the embedding is essentially one-dimensional (line collapse: for
+three or more classes at most two clusters, :math:`\pm c`, are then separable).
+The experiments apply it to held-out embeddings at the end of training.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from ._geometry import project_tangent, safe_norm
+from ._validate import as_float_array
+
+__all__ = [
+    "COLLAPSE_COS", "COLLAPSE_RANK",
+    "mean_pairwise_cosine", "effective_rank", "alignment", "uniformity", "recall_at_1",
+    "active_share", "riemannian_grad_norm", "is_collapsed", "embedding_metrics",
+]
+
+Array = jax.Array
+
+COLLAPSE_COS = 0.99
+"""Threshold on the mean pairwise cosine above which embeddings count as collapsed."""
+COLLAPSE_RANK = 1.5
+"""Threshold on the effective rank below which embeddings count as collapsed."""
+
+
+def _off_diag(n, dtype):
+    return 1 - jnp.eye(n, dtype=dtype)
+
+
+def mean_pairwise_cosine(X: Array) -> Array:
+    r"""Mean cosine over ordered pairs :math:`i \neq j`: :math:`\frac{\|\sum_i x_i\|^2 - \sum_i \|x_i\|^2}{n(n-1)}`."""
+    X = as_float_array(X, "X")
+    n = X.shape[-2]
+    s = jnp.sum(X, axis=-2)
+    tot = jnp.sum(s * s, axis=-1) - jnp.sum(X * X, axis=(-2, -1))
+    return tot / (n * (n - 1))
+
+
+def effective_rank(X: Array) -> Array:
+    r"""Effective rank (Roy & Vetterli 2007) of the uncentred matrix ``X``.
+
+    .. math:: \operatorname{erank}(X) = \exp\Big(-\sum_k p_k \log p_k\Big), \qquad
+              p_k = \sigma_k / \textstyle\sum_j \sigma_j,
+
+    with :math:`\sigma_k` the singular values (:math:`0 \log 0 = 0`). It is 1 when all
+    rows are parallel (a collapsed embedding) and :math:`\min(n, d)` for equal
+    singular values. Uncentred on purpose: on the sphere a point collapse is rank 1.
+    A zero matrix gives 1 by convention.
+    """
+    X = as_float_array(X, "X")
+    s = jnp.linalg.svd(X, compute_uv=False)
+    tot = jnp.sum(s, axis=-1, keepdims=True)
+    p = s / jnp.where(tot > 0, tot, jnp.ones_like(tot))
+    plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, jnp.ones_like(p))), jnp.zeros_like(p))
+    return jnp.exp(-jnp.sum(plogp, axis=-1))
+
+
+def alignment(X: Array, labels: Array, *, alpha: float = 2.0) -> Array:
+    r"""Alignment of Wang & Isola (2020): mean of :math:`\|x_i - x_j\|^\alpha` over positive pairs.
+
+    .. math:: \mathcal L_\text{align} = \mathbb E_{i \ne j,\ y_i = y_j}\, \|x_i - x_j\|^\alpha
+
+    (lower is better), over ordered pairs of distinct points with the same label;
+    0 if there are none.
+    """
+    X = as_float_array(X, "X")
+    n = X.shape[-2]
+    G = X @ jnp.swapaxes(X, -1, -2)
+    d2 = jnp.maximum(2 - 2 * G, jnp.zeros_like(G))
+    pos = (labels[..., :, None] == labels[..., None, :]).astype(X.dtype) * _off_diag(n, X.dtype)
+    if alpha == 2.0:
+        da = d2
+    else:
+        da = jnp.where(d2 > 0, jnp.where(d2 > 0, d2, jnp.ones_like(d2)) ** (alpha / 2), jnp.zeros_like(d2))
+    cnt = jnp.sum(pos, axis=(-2, -1))
+    return jnp.sum(da * pos, axis=(-2, -1)) / jnp.maximum(cnt, jnp.ones_like(cnt))
+
+
+def uniformity(X: Array, *, t: float = 2.0) -> Array:
+    r"""Uniformity of Wang & Isola (2020): :math:`\log \mathbb E_{i \ne j} e^{-t\|x_i - x_j\|^2}`.
+
+    Over ordered pairs of distinct points, computed with ``logsumexp`` (lower is
+    more uniform; 0 for a point collapse, about :math:`-2t` for uniform points in
+    high dimension).
+    """
+    X = as_float_array(X, "X")
+    n = X.shape[-2]
+    G = X @ jnp.swapaxes(X, -1, -2)
+    e = -t * (2 - 2 * G)
+    e = jnp.where(jnp.eye(n, dtype=bool), jnp.full_like(e, -jnp.inf), e)
+    return jax.nn.logsumexp(e, axis=(-2, -1)) - jnp.log(jnp.asarray(n * (n - 1), X.dtype))
+
+
+def recall_at_1(X: Array, labels: Array, X_ref: Array | None = None, labels_ref: Array | None = None) -> Array:
+    r"""Recall@1: share of queries whose nearest neighbour (largest cosine) has the same label.
+
+    Without a reference set it is the leave-one-out Recall@1 within ``X`` (each point
+    queries all the others), the usual protocol on a held-out set. Ties go to the
+    lowest index.
+    """
+    X = as_float_array(X, "X")
+    if X_ref is None:
+        X_ref, labels_ref = X, labels
+        G = X @ jnp.swapaxes(X_ref, -1, -2)
+        n = X.shape[-2]
+        G = jnp.where(jnp.eye(n, dtype=bool), jnp.full_like(G, -jnp.inf), G)
+    else:
+        G = X @ jnp.swapaxes(X_ref, -1, -2)
+    nn = jnp.argmax(G, axis=-1)
+    hit = jnp.take_along_axis(labels_ref, nn, axis=-1) == labels
+    return jnp.mean(hit.astype(X.dtype), axis=-1)
+
+
+def active_share(z: Array, valid: Array) -> Array:
+    r"""Share of valid triplets whose hinge is active, :math:`z > 0`.
+
+    Args:
+      z: margin values :math:`d(a,p) - d(a,n) + m`, shape ``(k,)``.
+      valid: boolean mask ``(k,)`` (e.g. from the miner).
+
+    Returns:
+      :math:`\#\{z_k > 0,\ \text{valid}_k\} / \max(1, \#\text{valid})`.
+    """
+    v = valid.astype(z.dtype)
+    cnt = jnp.sum(v)
+    return jnp.sum((z > 0).astype(z.dtype) * v) / jnp.maximum(cnt, jnp.ones_like(cnt))
+
+
+def riemannian_grad_norm(X: Array, G: Array) -> Array:
+    r"""Frobenius norm of the Riemannian gradient :math:`\|(I - x_i x_i^\top) g_i\|` over all rows."""
+    return safe_norm(project_tangent(X, G).reshape(G.shape[:-2] + (-1,)))
+
+
+def is_collapsed(X: Array, *, cos_threshold: float = COLLAPSE_COS, rank_threshold: float = COLLAPSE_RANK) -> Array:
+    r"""The collapse criterion: mean pairwise cosine > ``cos_threshold`` or effective rank < ``rank_threshold``."""
+    return (mean_pairwise_cosine(X) > cos_threshold) | (effective_rank(X) < rank_threshold)
+
+
+def embedding_metrics(X: Array, labels: Array) -> dict[str, Array]:
+    r"""The label-aware metrics of one embedding set, as a dict of scalars.
+
+    Keys: ``mean_cos``, ``erank``, ``alignment``, ``uniformity``, ``recall_at_1``
+    (leave-one-out within ``X``), ``collapsed`` (:func:`is_collapsed`, as 0/1 in the
+    dtype of ``X``).
+    """
+    mc = mean_pairwise_cosine(X)
+    er = effective_rank(X)
+    return {
+        "mean_cos": mc,
+        "erank": er,
+        "alignment": alignment(X, labels),
+        "uniformity": uniformity(X),
+        "recall_at_1": recall_at_1(X, labels),
+        "collapsed": ((mc > COLLAPSE_COS) | (er < COLLAPSE_RANK)).astype(X.dtype),
+    }
