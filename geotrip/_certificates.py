@@ -603,8 +603,10 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
                          f"(sin(theta) = {float(sv):.3e} < {PAIR_TOL:g}): not certifiable")
     for tag in ("A", "B"):
         gname = f"grad_norm_{tag}"
-        if gname in mp_vals and mp_vals[gname] < GRAD_TOL and names & {"angle_deg", "cos", "slope_B_along_A",
-                                                                       "slope_A_along_B", "step"}:
+        uses = names & {"angle_deg", "cos", "slope_B_along_A", "slope_A_along_B"}
+        if step is not None and step["along"] == tag:
+            uses.add("step")
+        if gname in mp_vals and mp_vals[gname] < GRAD_TOL and uses:
             fail(f"the Riemannian gradient of loss {tag} vanishes (norm {float(mp_vals[gname]):.3e}); "
                  f"angles and slopes are undefined")
 

@@ -763,12 +763,22 @@ def _claims(X, t, res: SearchResult, step) -> dict:
         "step": {"size": step["size"], "along": "A", "delta_A": float(dd["step/A_along_A"]),
                  "delta_B": float(dd["step/B_along_A"])},
     }
+    big = 100 * GRAD_TOL
+    if not (claims["grad_norm_A"] > big and claims["grad_norm_B"] > big):
+        # An angle or a slope involving a vanishing gradient is undefined: claim only what is.
+        for name in ("angle_deg", "cos", "slope_B_along_A", "slope_A_along_B"):
+            claims.pop(name)
+        if not claims["grad_norm_A"] > big:
+            claims.pop("step")
+    nRA, nRB = float(jnp.linalg.norm(RA)), float(jnp.linalg.norm(RB))
+    if not (nRA > big and nRB > big):
+        claims.pop("raw_angle_deg")
     return claims
 
 
 def _assertions(objective, claims, threshold) -> list[str]:
     out = []
-    obtuse = claims["angle_deg"] > 90 + 10 * safety_margin(90)
+    obtuse = claims.get("angle_deg", 0.0) > 90 + 10 * safety_margin(90)
     if objective == "descent" or (objective == "angle" and obtuse):
         out += ["angle_deg > 90", "slope_B_along_A > 0", "slope_A_along_B > 0"]
         st = claims["step"]
@@ -776,7 +786,7 @@ def _assertions(objective, claims, threshold) -> list[str]:
             out += ["step.delta_A < 0", "step.delta_B > 0"]
     if objective == "active" and claims["active_disagreement"] >= 1:
         out.append(f"active_disagreement > {claims['active_disagreement'] - 0.5:g}")
-    if objective == "raw":
+    if objective == "raw" and "raw_angle_deg" in claims:
         out.append("raw_angle_deg < 90" if claims["raw_angle_deg"] < 89.999 else "cos < 1")
         if obtuse:
             out.append("angle_deg > 90")
@@ -842,8 +852,10 @@ def certify(result: SearchResult, path: str | Path | None = None, *, decimals: i
     assertions = _assertions(objective_name, claims, thr)
     if not statement:
         statement = (f"{result.distances[0]} (margin {result.margins[0]:g}) vs {result.distances[1]} "
-                     f"(margin {result.margins[1]:g}){' soft' if result.soft else ''}: Riemannian gradient angle "
-                     f"{claims['angle_deg']:.4f} deg for k={t.shape[0]} triplets on S^{X.shape[1] - 1}")
+                     f"(margin {result.margins[1]:g}){' soft' if result.soft else ''}, k={t.shape[0]} triplets "
+                     f"on S^{X.shape[1] - 1}: " + (f"Riemannian gradient angle {claims['angle_deg']:.4f} deg"
+                                                   if "angle_deg" in claims else "a gradient vanishes")
+                     + f"; {int(claims['active_disagreement'])} triplet(s) active under exactly one loss")
     if provenance is None:
         from ._provenance import provenance as _prov
 

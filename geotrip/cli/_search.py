@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     ver = cert.verification
     status = "verified" if ver.ok else "REJECTED by the verifier"
     print(f"certificate {args.out} ({cert.decimals} decimals, {len(cert.content['assertions'])} assertions): "
-          f"{status} independently in float64 and mpmath; angle {cert.content['claims']['angle_deg']:.6f} deg")
+          f"{status} independently in float64 and mpmath; {cert.content['statement']}")
     for line in ver.failures:
         print(f"  FAIL {line}")
     return 0 if ver.ok else 1

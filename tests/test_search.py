@@ -1,0 +1,153 @@
+"""Counterexample search: structures, restarts, objectives, the k = 1 bound, simplification, CLI."""
+
+import itertools
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import geotrip as gt
+
+
+def test_structures():
+    t = gt.triplet_structure("shared_anchor", 3)
+    assert t.tolist() == [[0, 1, 2], [0, 3, 4], [0, 5, 6]]
+    assert gt.triplet_structure("chain", 2).tolist() == [[0, 1, 2], [2, 3, 4]]
+    assert gt.triplet_structure("cycle", 2).tolist() == [[0, 1, 2], [2, 3, 0]]
+    labels = [0, 0, 1, 1, 1]
+    brute = sorted((a, p, n) for a, p, n in itertools.product(range(5), repeat=3)
+                   if a != p and labels[a] == labels[p] and labels[n] != labels[a])
+    assert sorted(map(tuple, gt.triplet_structure("labeled", labels=labels).tolist())) == brute
+    assert gt.triplet_structure(np.array([[2, 0, 1]])).tolist() == [[2, 0, 1]]
+    with pytest.raises(ValueError, match="unknown structure"):
+        gt.triplet_structure("star", 2)
+    with pytest.raises(ValueError, match="three different points"):
+        gt.triplet_structure(np.array([[0, 0, 1]]))
+    with pytest.raises(ValueError, match="cycle needs"):
+        gt.triplet_structure("cycle", 1)
+    with pytest.raises(ValueError, match="positive integer"):
+        gt.triplet_structure("chain", 0)
+
+
+def test_restart_families_are_unit_and_deterministic():
+    X1, fam = gt.draw_configurations(jax.random.key(4), 12, 5, 3)
+    X2, _ = gt.draw_configurations(jax.random.key(4), 12, 5, 3)
+    np.testing.assert_array_equal(np.asarray(X1), np.asarray(X2))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(X1), axis=-1), 1, atol=1e-12)
+    assert [gt.RESTART_FAMILIES[i] for i in fam[:4]] == list(gt.RESTART_FAMILIES)
+    # caps are collapsed: all points of a cap restart within a small angle of each other
+    cap = np.asarray(X1[2])
+    assert np.min(cap @ cap.T) > np.cos(1.5)
+    with pytest.raises(ValueError, match="unknown restart families"):
+        gt.draw_configurations(jax.random.key(0), 2, 3, 3, families=("gaussian",))
+
+
+def test_cli_search_descent_k2_d3_under_a_minute(tmp_path, capsys):
+    from geotrip.cli import main
+
+    from geotrip import _search
+
+    # Measure from cold caches: the compile is part of the minute.
+    for cache in (_search._COMPILED, _search._OBJECTIVES_CACHE, _search._DD_CACHE):
+        cache.clear()
+    jax.clear_caches()
+    out = tmp_path / "c.json"
+    t0 = time.perf_counter()
+    rc = main(["search", "--objective", "descent", "--triplets", "2", "--dim", "3", "--seed", "0",
+               "--out", str(out), "--no-progress"])
+    elapsed = time.perf_counter() - t0
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert elapsed < 60
+    assert "verified independently" in text and "descent: best" in text
+    print(f"geotrip search descent k=2 d=3 (in-process, cold JIT caches): {elapsed:.1f} s")
+    doc = json.loads(out.read_text())
+    assert doc["provenance"]["seed"] == 0 and doc["claims"]["angle_deg"] > 90
+    assert main(["search", "--objective", "nope", "--out", str(out)]) == 2
+    assert main(["search", "--dim", "1", "--out", str(out)]) == 2
+
+
+def test_objectives_are_nan_free_at_degenerate_configurations():
+    t = gt.triplet_structure("shared_anchor", 2)
+    coincident = jnp.tile(jnp.array([[1.0, 0.0, 0.0]]), (5, 1))
+    inactive = jnp.array([[1.0, 0, 0], [1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]])
+    for obj in ("descent", "raw"):  # "angle" shares the descent surrogate; "active" has no nested gradient
+        f, score, valid = gt.objective_function(obj, t)
+        gf = jax.jit(jax.grad(f))
+        for X in (coincident, inactive):
+            g = gf(X)
+            assert np.all(np.isfinite(np.asarray(g))), obj
+            assert np.isfinite(float(f(X))), obj
+            assert not bool(valid(X))
+    # a search started from a fully collapsed configuration stays finite
+    r = gt.search("descent", k=2, dim=3, init=np.asarray(coincident), progress=False)
+    assert np.all(np.isfinite(r.points))
+
+
+@pytest.fixture(scope="module")
+def descent_result():
+    return gt.search("descent", k=2, dim=3, seed=0, progress=False)
+
+
+def test_search_is_deterministic_and_agrees_with_core(descent_result):
+    r2 = gt.search("descent", k=2, dim=3, seed=0, progress=False)
+    np.testing.assert_array_equal(descent_result.points, r2.points)
+    r = descent_result
+    assert r.value > 0  # a descent disagreement: obtuse gradient angle
+    X, t = jnp.asarray(r.points), jnp.asarray(r.triplets)
+    dd = gt.descent_disagreement(X, t)
+    assert float(-dd["cos"]) == pytest.approx(r.value, abs=1e-9)
+    assert np.degrees(float(gt.batch_gradient_angle(X, t))) == pytest.approx(r.angle_deg, abs=1e-9)
+    assert float(dd["slope/B_along_A"]) > 0
+
+
+def test_k1_search_stays_below_the_bound():
+    r"""For one triplet, cos(G_A, G_B) = (1+r) sqrt(2-c) / (2 sqrt(1+r^2-rc)) >= 1/2 (r = w_n/w_p, c = cos psi),
+
+    so the chord_sq-vs-geodesic angle is < 60 degrees, below the 90-degree theorem of the core.
+    """
+    r = gt.search("angle", k=1, dim=3, seed=1, restarts=128, steps=300, progress=False)
+    assert 50 < r.value < 60
+    assert np.nanmax(r.values) < 60
+    c = gt.certify(r)
+    assert c.verification.ok, c.verification.failures
+    assert "angle_deg > 90" not in c.content["assertions"]
+    assert c.verification.values["angle_deg"] < 60
+
+
+def test_active_raw_and_custom_objectives():
+    r = gt.search("active", k=2, dim=3, seed=0, restarts=32, steps=100, progress=False)
+    assert r.value > 0.5
+    c = gt.certify(r)
+    assert c.verification.ok, c.verification.failures
+    assert any(a.startswith("active_disagreement >") for a in c.content["assertions"])
+    # Raw gradients add only radial parts (orthogonal to the tangent ones): <R_A, R_B> = <G_A, G_B> for
+    # chord_sq vs geodesic and |R_A| >= |G_A|, so |cos| shrinks: an acute Riemannian angle (always, for
+    # k = 1) looks *wider* in raw gradients. The raw objective (Riemannian minus raw angle) is <= 0 here.
+    r = gt.search("raw", k=1, dim=3, seed=0, restarts=32, steps=100, progress=False)
+    assert -90 < r.value <= 1e-9
+    c = gt.certify(r)
+    assert c.verification.ok, c.verification.failures
+    assert c.content["claims"]["raw_angle_deg"] >= c.content["claims"]["angle_deg"] - 1e-9
+
+    def spread(X, t):  # maximise the anchor-negative distance of the first triplet
+        return -jnp.sum(X[t[0, 0]] * X[t[0, 2]])
+
+    r = gt.search(spread, k=1, dim=3, restarts=8, steps=100, progress=False)
+    assert r.value == pytest.approx(1.0, abs=1e-3)
+
+
+def test_simplify_and_certify(descent_result):
+    s = gt.simplify(descent_result, restarts=16, steps=100)
+    assert s.k == 2  # one triplet can never disagree (k=1 bound)
+    assert s.dim <= 3
+    c = gt.certify(s)
+    assert c.verification.ok, c.verification.failures
+    assert c.decimals <= 6
+    for a in ("angle_deg > 90", "step.delta_A < 0", "step.delta_B > 0"):
+        assert a in c.content["assertions"]
+
+
