@@ -24,7 +24,17 @@ If B is ``geodesic`` (:math:`w'_p = w'_n = 1`) this is
 :math:`(w_p + w_n)(2 - \cos\psi) \ge w_p + w_n > 0` whenever A has a non-zero
 gradient, so the joint Riemannian angle between *any* loss of the family and the
 geodesic loss is strictly below :math:`90^\circ` for a single active triplet
-(in particular ``chord_sq`` vs ``geodesic``). More generally the inner product is
+(in particular ``chord_sq`` vs ``geodesic``). In fact it is at most :math:`60^\circ`:
+with :math:`\|G^B\|^2 = 4 - 2c`, :math:`\|G^A\|^2 = 2(w_p^2 + w_n^2 - w_p w_n c)`,
+:math:`c = \cos\psi` and :math:`r = w_n/w_p`,
+
+.. math::
+   \cos^2\phi = \frac{(1+r)^2 (2-c)}{4(1 + r^2 - rc)} \ge \frac14
+   \iff (1-c)(1+r^2) + r(4-c) \ge 0,
+
+which holds, with equality only in the limit :math:`r \in \{0, \infty\}`,
+:math:`\psi = 0` (one pair's weight vanishing and the two pairs aligned).
+More generally the inner product is
 positive whenever :math:`w_p(2w'_p - w'_n) + w_n(2w'_n - w'_p) > 0`, e.g. when the
 weights of one loss differ by less than a factor 2 between the two pairs. It is
 *not* true for every pair of the family: for ``geodesic_sq`` vs ``chord`` with

@@ -189,7 +189,7 @@ def test_inactive_hinge_gives_nan_with_mask():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_single_triplet_joint_angle_with_geodesic_is_acute(name):
-    """Theorem (geotrip._gradients): <G_A, G_geo> = s s' (w_p + w_n)(2 - cos psi) > 0."""
+    """Theorem (geotrip._gradients): <G_A, G_geo> = s s' (w_p + w_n)(2 - cos psi) > 0; angle <= 60 deg."""
     key = jax.random.key(21)
     k1, k2 = jax.random.split(key)
     tp, tn = jax.random.uniform(k1, (2, 4000), minval=1e-3, maxval=np.pi - 1e-3)
@@ -199,12 +199,20 @@ def test_single_triplet_joint_angle_with_geodesic_is_acute(name):
     joint = np.asarray(r["riemannian/joint"])
     assert np.all(np.isfinite(joint))
     assert joint.max() < np.pi / 2
+    assert joint.max() <= np.pi / 3 + 1e-9  # the sharp bound: 60 degrees
     # the inner product formula
     GA = jnp.concatenate(gt.triplet_grads(a, p, n, distance=name, margin=10.0), -1)
     GB = jnp.concatenate(gt.triplet_grads(a, p, n, distance="geodesic", margin=10.0), -1)
     w = gt.distance(name).weight
     formula = (w(tp) + w(tn)) * (2 - jnp.cos(psi))
     np.testing.assert_allclose(jnp.sum(GA * GB, -1), formula, atol=1e-10)
+
+
+def test_sixty_degree_bound_is_approached():
+    """The bound is sharp: chord_sq weight at theta_an -> pi vanishes, psi -> 0."""
+    a, p, n = gt.parametric_triplet(1.0, np.pi - 1e-4, 1e-4, dim=3)
+    r = gt.gradient_angles(a, p, n, distances=("chord_sq", "geodesic"), margins=(10.0, 10.0))
+    assert np.deg2rad(59.9) < float(r["riemannian/joint"]) <= np.pi / 3 + 1e-9
 
 
 def test_single_triplet_can_exceed_90_degrees_without_geodesic():
