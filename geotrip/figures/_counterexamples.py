@@ -1,0 +1,201 @@
+"""Counterexample figures: the largest gradient angles found, and the smallest certified descent disagreement.
+
+Both figures write their certificates under ``OUT/certificates/`` and verify them with the
+independent verifier; a figure fails loudly if a certificate does not verify.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._registry import register_figure, save_figure
+
+_PAIR = ("chord_sq", "geodesic")
+_MARGINS = (0.2, 0.2)
+
+
+def angle_table(ks, dims, *, restarts: int, steps: int, seed: int, cert_dir: Path | None) -> list[dict]:
+    """Largest Riemannian gradient angle (chord_sq vs geodesic) for k shared-anchor triplets in each d.
+
+    Each best configuration is rounded, certified and verified (certificate ``angle_k{k}_d{d}.json``).
+    """
+    import geotrip as gt
+
+    rows = []
+    for d in dims:
+        for k in ks:
+            res = gt.search("angle", structure="shared_anchor", k=k, dim=d, distances=_PAIR, margins=_MARGINS,
+                            restarts=restarts, steps=steps, seed=seed, progress=False)
+            path = None if cert_dir is None else cert_dir / f"angle_k{k}_d{d}.json"
+            cert = gt.certify(res, path)
+            if not cert.verification.ok:
+                raise RuntimeError(f"certificate for k={k}, d={d} failed: {cert.verification.failures}")
+            rows.append({"k": k, "dim": d, "angle_deg": cert.verification.values["angle_deg"],
+                         "angle_unrounded_deg": float(res.value), "decimals": cert.decimals,
+                         "certificate": "" if path is None else path.name, "seconds": res.seconds})
+    return rows
+
+
+@register_figure("counterexample_angles", group="counterexamples",
+                 description="largest certified chord_sq-vs-geodesic gradient angle for k shared-anchor triplets")
+def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = (2,) if quick else (1, 2, 3, 4, 6, 8)
+    dims = (3,) if quick else (2, 3, 8)
+    restarts, steps = (32, 60) if quick else (256, 400)
+    cert_dir = Path(out_dir) / "certificates"
+    rows = angle_table(ks, dims, restarts=restarts, steps=steps, seed=seed, cert_dir=cert_dir)
+    fig, ax = plt.subplots(figsize=(6.2, 4.0), constrained_layout=True)
+    markers = {2: "s", 3: "o", 8: "^"}
+    for d in dims:
+        rr = [r for r in rows if r["dim"] == d]
+        ax.plot([r["k"] for r in rr], [r["angle_deg"] for r in rr], marker=markers.get(d, "o"), ms=6,
+                label=f"d = {d} (S$^{{{d - 1}}}$)")
+    ax.axhline(90, color="k", lw=0.8, ls="--")
+    ax.text(ks[-1], 91.5, "90°: a descent step on one loss raises the other", ha="right", va="bottom", fontsize=8)
+    ax.axhline(60, color="0.5", lw=0.8, ls=":")
+    ax.text(ks[-1], 58.5, "60°: supremum for one triplet", ha="right", va="top", fontsize=8, color="0.3")
+    ax.set_xticks(list(ks))
+    ax.set_xlabel("number k of triplets sharing one anchor")
+    ax.set_ylabel("largest Riemannian gradient angle (degrees)")
+    ax.set_ylim(0, 180)
+    ax.set_yticks(range(0, 181, 30))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("chord_sq vs geodesic (margins 0.2): every point is a verified certificate", fontsize=10)
+    data = {"k": np.array([r["k"] for r in rows]), "dim": np.array([r["dim"] for r in rows]),
+            "angle_deg": np.array([r["angle_deg"] for r in rows]),
+            "angle_unrounded_deg": np.array([r["angle_unrounded_deg"] for r in rows]),
+            "decimals": np.array([r["decimals"] for r in rows])}
+    paths = save_figure(fig, out_dir, "counterexample_angles", data=data, seed=seed,
+                        parameters={"ks": list(ks), "dims": list(dims), "restarts": restarts, "steps": steps,
+                                    "distances": list(_PAIR), "margins": list(_MARGINS),
+                                    "certificates": [r["certificate"] for r in rows]})
+    return paths + sorted(cert_dir.glob("angle_k*_d*.json"))
+
+
+def smallest_descent(*, seed: int, quick: bool):
+    """Search k = 2 descent disagreements over several structures, keep the best, simplify it."""
+    import geotrip as gt
+
+    structures = ("shared_anchor",) if quick else ("shared_anchor", "chain", "cycle")
+    restarts, steps = (32, 60) if quick else (256, 400)
+    best = None
+    for s in structures:
+        r = gt.search("descent", structure=s, k=2, dim=3, distances=_PAIR, margins=_MARGINS, restarts=restarts,
+                      steps=steps, seed=seed, progress=False)
+        r.notes.append(f"structure {s}")
+        if np.isfinite(r.value) and (best is None or r.value > best.value):
+            best = r
+    if best is None:
+        raise RuntimeError("no descent disagreement found")
+    if quick:  # the simplification re-optimises (new shapes, new compiles): full mode only
+        return best, best
+    simp = gt.simplify(best, restarts=32, steps=200)
+    return best, simp
+
+
+@register_figure("counterexample_descent", group="counterexamples",
+                 description="smallest certified descent disagreement: points, both gradient fields, losses along the step")
+def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
+    import jax.numpy as jnp
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import geotrip as gt
+
+    cert_dir = Path(out_dir) / "certificates"
+    found, simp = smallest_descent(seed=seed, quick=quick)
+    cpath = cert_dir / "descent_min.json"
+    cert = gt.certify(simp, cpath)
+    if not cert.verification.ok:
+        raise RuntimeError(f"descent certificate failed: {cert.verification.failures}")
+    doc = cert.content
+    R = np.array([[float(c) for c in r] for r in doc["points"]])
+    X = R / np.linalg.norm(R, axis=1, keepdims=True)
+    t = np.asarray(doc["triplets"])
+    d = X.shape[1]
+    X3 = np.concatenate([X, np.zeros((X.shape[0], max(0, 3 - d)))], 1) if d < 3 else X
+    Xj, tj = jnp.asarray(X), jnp.asarray(t, dtype=jnp.int32)
+    GA = np.asarray(gt.batch_grads(Xj, tj, distance=_PAIR[0], margin=_MARGINS[0]))
+    GB = np.asarray(gt.batch_grads(Xj, tj, distance=_PAIR[1], margin=_MARGINS[1]))
+    pad = lambda G: np.concatenate([G, np.zeros((G.shape[0], max(0, 3 - d)))], 1) if d < 3 else G
+    DA, DB = -pad(GA) / np.linalg.norm(GA), -pad(GB) / np.linalg.norm(GB)
+    eta = doc["claims"]["step"]["size"]
+    ts = np.linspace(0, 3 * eta, 61)
+    D = -GA / np.linalg.norm(GA)
+    LA, LB = [], []
+    for s in ts:
+        Y = gt.normalize(Xj + s * jnp.asarray(D))
+        LA.append(float(gt.batch_loss(Y, tj, distance=_PAIR[0], margin=_MARGINS[0])))
+        LB.append(float(gt.batch_loss(Y, tj, distance=_PAIR[1], margin=_MARGINS[1])))
+    LA, LB = np.array(LA), np.array(LB)
+
+    fig = plt.figure(figsize=(11, 4.6), constrained_layout=True)
+    ax = fig.add_subplot(1, 2, 1, projection="3d")
+    # view from the centroid direction of the configuration
+    c = X3.mean(0)
+    c = c / np.linalg.norm(c)
+    elev, azim = np.degrees(np.arcsin(np.clip(c[2], -1, 1))), np.degrees(np.arctan2(c[1], c[0]))
+    elev = min(elev + 35.0, 89.0)  # look down on the configuration (a circle when d = 2)
+    u, v = np.mgrid[0:2 * np.pi:60j, 0:np.pi:30j]
+    ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
+    roles = {}
+    for k, (a, p, n) in enumerate(t):
+        for (i, j), col in (((a, p), "C2"), ((a, n), "C3")):
+            w = np.linspace(0, 1, 30)[:, None]
+            arc = X3[i] * (1 - w) + X3[j] * w
+            arc /= np.linalg.norm(arc, axis=1, keepdims=True)
+            ax.plot(*arc.T, color=col, lw=1.5, alpha=0.8)
+        roles.setdefault(a, []).append(f"a{k + 1}")
+        roles.setdefault(p, []).append(f"p{k + 1}")
+        roles.setdefault(n, []).append(f"n{k + 1}")
+    ax.scatter(*X3.T, color="k", s=25, depthshade=False)
+    for i, lab in roles.items():
+        ax.text(*(X3[i] * 1.08), ",".join(lab), fontsize=8)
+    span = min(np.max(np.linalg.norm(X3 - c, axis=1)) + 0.15, 1.05)
+    scale = 0.5 * span
+    ax.quiver(*X3.T, *(scale * DA).T, color="C0", lw=1.6, arrow_length_ratio=0.25, label="descent of chord_sq")
+    ax.quiver(*X3.T, *(scale * DB).T, color="C1", lw=1.6, arrow_length_ratio=0.25, label="descent of geodesic")
+    lim = [(c[i] - span, c[i] + span) for i in range(3)]
+    ax.set_xlim(*lim[0]), ax.set_ylim(*lim[1]), ax.set_zlim(*lim[2])
+    ax.set_box_aspect((1, 1, 1))
+    ax.view_init(elev=elev, azim=azim)
+    ax.set_axis_off()
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(f"k = {t.shape[0]} triplets on S$^{{{d - 1}}}$" + (" (drawn in S$^2$)" if d < 3 else "")
+                 + f": gradient angle {doc['claims']['angle_deg']:.2f}°\n"
+                 "green: anchor–positive, red: anchor–negative; arrows: unit descent directions (scaled)",
+                 fontsize=9)
+    ax2 = fig.add_subplot(1, 2, 2)
+    ax2.plot(ts, LA - LA[0], color="C0", lw=2, label="Δ chord_sq loss (A)")
+    ax2.plot(ts, LB - LB[0], color="C1", lw=2, label="Δ geodesic loss (B)")
+    st = doc["claims"]["step"]
+    ax2.plot([eta, eta], [st["delta_A"], st["delta_B"]], "k:", lw=0.8)
+    ax2.plot([eta], [st["delta_A"]], "o", color="C0")
+    ax2.plot([eta], [st["delta_B"]], "o", color="C1")
+    ax2.annotate(f"certified step η = {eta:g}:\nΔA = {st['delta_A']:.2e} < 0\nΔB = {st['delta_B']:.2e} > 0",
+                 (eta, st["delta_B"]), xytext=(0.45, 0.72), textcoords="axes fraction", fontsize=8,
+                 arrowprops=dict(arrowstyle="->", lw=0.6))
+    ax2.axhline(0, color="k", lw=0.6)
+    ax2.set_xlabel("step length along A's unit Riemannian descent direction (with retraction)")
+    ax2.set_ylabel("change of the summed loss")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8, loc="lower left")
+    ax2.set_title(f"descending chord_sq raises geodesic: slope {doc['claims']['slope_B_along_A']:.3f} > 0",
+                  fontsize=10)
+    data = {"points": X, "triplets": t, "grad_A": GA, "grad_B": GB, "step_t": ts, "loss_A": LA, "loss_B": LB,
+            "found_points": found.points, "found_triplets": found.triplets}
+    paths = save_figure(fig, out_dir, "counterexample_descent", data=data, seed=seed,
+                        parameters={"certificate": cpath.name, "simplification": simp.notes,
+                                    "found": {"k": found.k, "dim": found.dim, "value": found.value},
+                                    "distances": list(_PAIR), "margins": list(_MARGINS)})
+    return paths + [cpath]
