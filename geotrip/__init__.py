@@ -63,11 +63,19 @@ from ._configs import (
     spherical_cap, uniform_sphere,
 )
 from ._mining import MINING_STRATEGIES, mine_triplets, num_mined
+from ._matching import MATCHING_RULES, active_set_disagreement, match_margin
+from ._sweeps import (
+    SWEEP_FAMILIES, family_sampler, gradient_angles_closed_form, run_sweep, summarize, sweep,
+    triplet_metric,
+)
 
 __all__ += [
     "CLUSTER_KINDS", "clustered_batch", "near_degenerate_pairs", "rotated_triplet",
     "sample_polar_angle", "spherical_cap", "uniform_sphere",
     "MINING_STRATEGIES", "mine_triplets", "num_mined",
+    "MATCHING_RULES", "active_set_disagreement", "match_margin",
+    "SWEEP_FAMILIES", "family_sampler", "gradient_angles_closed_form", "run_sweep", "summarize",
+    "sweep", "triplet_metric",
 ]
 
 # --- counterexample search and certificates: issue 4 ---

@@ -16,8 +16,10 @@ __all__ = ["main", "build_parser"]
 # One line per subcommand module.
 _COMMAND_MODULES = (
     "geotrip.cli._figures",
+    "geotrip.cli._sweep",
     "geotrip.cli._search",
     "geotrip.cli._verify",
+    "geotrip.cli._collapse",
 )
 
 

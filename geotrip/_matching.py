@@ -1,0 +1,175 @@
+r"""Margin matching between distances of the family, and hinge active-set disagreement.
+
+A margin lives in its distance's units: ``chord_sq`` margin 0.2 is not ``geodesic``
+margin 0.2. The hinge of loss A is active when
+
+.. math:: z_A = g_A(\theta_{ap}) - g_A(\theta_{an}) + m_A > 0
+          \iff \Delta_A := g_A(\theta_{an}) - g_A(\theta_{ap}) < m_A .
+
+Rules to choose :math:`m_B` from :math:`m_A` (:data:`MATCHING_RULES`):
+
+* ``"reference"``: the two active-set boundaries coincide at the reference positive
+  angle :math:`\theta_\text{ref}`: with
+  :math:`\theta^* = g_A^{-1}\big(g_A(\theta_\text{ref}) + m_A\big)` (clipped to
+  :math:`\pi`), :math:`m_B = g_B(\theta^*) - g_B(\theta_\text{ref})`.
+* ``"slope"``: first order of the same at :math:`\theta_\text{ref}`:
+  :math:`m_B = m_A\, g_B'(\theta_\text{ref}) / g_A'(\theta_\text{ref})`. E.g.
+  ``chord_sq`` → ``geodesic`` at :math:`\pi/2`: :math:`m_B = m_A/2`.
+* ``"active_share"`` (equal on average over a configuration family): given samples
+  :math:`(\theta_{ap}, \theta_{an})` of the family, :math:`m_B` is the quantile of
+  :math:`\Delta_B` at the share of triplets active under A, so both losses have the
+  same share of active triplets on the family.
+
+Even with matched margins the active *sets* differ (the boundaries
+:math:`\Delta_A = m_A` and :math:`\Delta_B = m_B` are different curves in the
+:math:`(\theta_{ap}, \theta_{an})` plane); :func:`active_set_disagreement` measures by
+how much.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._distances import Distance, lookup_distance
+
+__all__ = ["MATCHING_RULES", "match_margin", "active_set_disagreement"]
+
+Array = jax.Array
+
+MATCHING_RULES = ("reference", "slope", "active_share")
+
+
+def _inverse_profile(dist: Distance, value, iters: int = 80):
+    """theta in [0, pi] with g(theta) = value, by bisection (g increasing); clipped at the ends."""
+    value = jnp.asarray(value)
+    lo = jnp.zeros_like(value)
+    hi = jnp.full_like(value, jnp.pi)
+
+    def body(_, lh):
+        lo, hi = lh
+        mid = (lo + hi) / 2
+        up = dist.profile(mid) < value
+        return jnp.where(up, mid, lo), jnp.where(up, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iters, body, (lo, hi))
+    return (lo + hi) / 2
+
+
+def match_margin(
+    margin,
+    *,
+    source: str | Distance = "chord_sq",
+    target: str | Distance = "geodesic",
+    rule: str = "reference",
+    theta_ref=math.pi / 2,
+    theta_ap: Array | None = None,
+    theta_an: Array | None = None,
+) -> Array:
+    r"""The margin of ``target`` that matches ``margin`` of ``source`` under ``rule``.
+
+    Args:
+      margin: :math:`m_A \ge 0` of the source distance (scalar or array).
+      source, target: distances A and B (names or :class:`geotrip.Distance`).
+      rule: one of :data:`MATCHING_RULES` (see the module docstring).
+      theta_ref: reference positive angle in :math:`(0, \pi)` for ``"reference"`` and
+        ``"slope"`` (default :math:`\pi/2`, where uniform points concentrate).
+      theta_ap, theta_an: samples of the family (same shape) for ``"active_share"``.
+
+    Returns:
+      :math:`m_B`, shape of ``margin`` (floating).
+
+    Raises:
+      ValueError: unknown rule (the message lists the valid ones), a reference angle
+        outside :math:`(0, \pi)`, a zero source slope, or missing samples.
+    """
+    if rule not in MATCHING_RULES:
+        raise ValueError(f"unknown matching rule {rule!r}; valid: {', '.join(MATCHING_RULES)}")
+    A, B = lookup_distance(source), lookup_distance(target)
+    m = jnp.asarray(margin)
+    if not jnp.issubdtype(m.dtype, jnp.floating):
+        m = m.astype(jnp.result_type(float))
+    if rule in ("reference", "slope"):
+        tr = float(theta_ref)
+        if not 0 < tr < math.pi:
+            raise ValueError(f"theta_ref must be in (0, pi), got {tr}")
+        t = jnp.asarray(tr, m.dtype)
+        if rule == "slope":
+            wa = A.weight(t)
+            if float(wa) == 0:
+                raise ValueError(f"{A.name} has zero slope at theta_ref={tr}; pick another reference angle")
+            return m * B.weight(t) / wa
+        target_value = A.profile(t) + m
+        ts = _inverse_profile(A, jnp.broadcast_to(target_value, m.shape).astype(m.dtype))
+        return B.profile(ts) - B.profile(t)
+    if theta_ap is None or theta_an is None:
+        raise ValueError('rule "active_share" needs samples theta_ap and theta_an of the family')
+    tap = jnp.asarray(theta_ap)
+    tan = jnp.asarray(theta_an)
+    if tap.shape != tan.shape or tap.size == 0:
+        raise ValueError(f"theta_ap and theta_an must be non-empty and of one shape, got {tap.shape}, {tan.shape}")
+    dA = (A.profile(tan) - A.profile(tap)).reshape(-1)
+    dB = jnp.sort((B.profile(tan) - B.profile(tap)).reshape(-1))
+    N = dB.shape[0]
+
+    def one(mi):
+        k = jnp.sum(dA < mi)  # number active under A
+        lo = jnp.where(k > 0, dB[jnp.clip(k - 1, 0, N - 1)], dB[0] - 1)
+        hi = jnp.where(k < N, dB[jnp.clip(k, 0, N - 1)], dB[N - 1] + 1)
+        return ((lo + hi) / 2).astype(m.dtype)
+
+    return jax.vmap(one)(m.reshape(-1)).reshape(m.shape)
+
+
+def active_set_disagreement(
+    theta_ap: Array,
+    theta_an: Array,
+    *,
+    distances: Sequence[str | Distance] = ("chord_sq", "geodesic"),
+    margins: Sequence = (0.2, 0.2),
+    mask: Array | None = None,
+) -> dict[str, Array]:
+    r"""Shares of triplets active under each hinge, and under one but not the other.
+
+    With :math:`z_X = g_X(\theta_{ap}) - g_X(\theta_{an}) + m_X` and active
+    :math:`\{z_X > 0\}`, over the (masked) triplets:
+
+    ``"active/A"``, ``"active/B"``: shares active under each; ``"only_A"``,
+    ``"only_B"``: active under one and not the other; ``"disagreement"``:
+    ``only_A + only_B``; ``"count"``: the number of triplets counted.
+
+    Args:
+      theta_ap, theta_an: angles of the triplets, any one shape.
+      distances: (A, B); margins: (m_A, m_B) in each distance's units.
+      mask: optional boolean array of the same shape (e.g. a miner's ``valid``).
+
+    Returns:
+      Dict of scalars (shares in [0, 1]; 0 when no triplet is counted).
+    """
+    if isinstance(distances, (str, Distance)) or len(distances) != 2:
+        raise ValueError(f"distances must be a pair (A, B), got {distances!r}")
+    if isinstance(margins, (str, Distance)) or len(margins) != 2:
+        raise ValueError(f"margins must be a pair (m_A, m_B), got {margins!r}")
+    A, B = (lookup_distance(d) for d in distances)
+    tap, tan = jnp.asarray(theta_ap), jnp.asarray(theta_an)
+    if tap.shape != tan.shape:
+        raise ValueError(f"theta_ap and theta_an must have one shape, got {tap.shape}, {tan.shape}")
+    actA = A.profile(tap) - A.profile(tan) + margins[0] > 0
+    actB = B.profile(tap) - B.profile(tan) + margins[1] > 0
+    w = jnp.ones(tap.shape, tap.dtype) if mask is None else jnp.asarray(mask).astype(tap.dtype)
+    cnt = jnp.sum(w)
+    den = jnp.maximum(cnt, jnp.ones_like(cnt))
+    share = lambda b: jnp.sum(w * b.astype(tap.dtype)) / den
+    out = {
+        "active/A": share(actA),
+        "active/B": share(actB),
+        "only_A": share(actA & ~actB),
+        "only_B": share(actB & ~actA),
+        "count": cnt,
+    }
+    out["disagreement"] = out["only_A"] + out["only_B"]
+    return out

@@ -1,0 +1,171 @@
+"""Closed-form gradient angles, the sweep engine (chunk/device invariance), summaries, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import geotrip as gt
+from geotrip.cli import main
+
+PAIRS = [("chord_sq", "geodesic"), ("chord", "cosine"), ("geodesic_sq", "chord_sq")]
+
+
+@pytest.mark.parametrize("dim", [3, 16])
+@pytest.mark.parametrize("dists", PAIRS)
+def test_closed_form_matches_autodiff(dim, dists):
+    a, p, n = gt.uniform_sphere(jax.random.key(dim), (3, 400), dim)
+    margins = (0.5, 0.4)
+    r1 = gt.gradient_angles(a, p, n, distances=dists, margins=margins)
+    r2 = gt.gradient_angles_closed_form(a, p, n, distances=dists, margins=margins)
+    assert set(r1) == set(r2)
+    np.testing.assert_array_equal(r1["active/A"], r2["active/A"])
+    for k in gt.GRADIENT_ANGLE_KEYS:
+        np.testing.assert_array_equal(r1["defined/" + k], r2["defined/" + k])
+        np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
+        assert np.any(np.isfinite(np.asarray(r2[k])))
+
+
+def test_closed_form_blocked_path_and_user_distance():
+    # more rows than one block, a batch shape, and a user distance (raw part by autodiff)
+    cube = gt.make_distance("cube", lambda t: t ** 3)
+    a, p, n = gt.uniform_sphere(jax.random.key(1), (3, 3, 700), 5)
+    r1 = gt.gradient_angles(a, p, n, distances=(cube, "chord_sq"), margins=(1.0, 0.5))
+    r2 = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n, distances=(cube, "chord_sq"),
+                                                                margins=(1.0, 0.5)))(a, p, n)
+    for k in gt.GRADIENT_ANGLE_KEYS:
+        assert r2[k].shape == (3, 700)
+        np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
+
+
+@pytest.mark.parametrize("eps", [1e-6, 1e-4])
+def test_closed_form_near_degenerate_float32(eps):
+    """float32 closed form near coincident/antipodal pairs against the float64 autodiff path."""
+    for tap in (eps, np.pi - eps):
+        tp = jnp.full((50,), tap)
+        tn = jnp.linspace(0.3, 2.8, 50)
+        ps = jnp.linspace(0.2, 3.0, 50)
+        a, p, n = gt.rotated_triplet(jax.random.key(3), tp, tn, ps, dim=8)
+        a32, p32, n32 = (x.astype(jnp.float32) for x in (a, p, n))
+        # reference: float64 autodiff on the very float32 triplet (rounding moves p by ~6e-8,
+        # a relative change of the tangent directions of ~6e-8/eps), re-normalised in float64
+        a64, p64, n64 = (gt.normalize(x.astype(jnp.float64)) for x in (a32, p32, n32))
+        ref = gt.gradient_angles(a64, p64, n64, margins=(4.5, 3.5))
+        got = gt.gradient_angles_closed_form(a32, p32, n32, margins=(4.5, 3.5))
+        for k in ("riemannian/anchor", "riemannian/joint", "raw/joint", "raw/negative"):
+            ok = np.asarray(ref["defined/" + k]) & np.asarray(got["defined/" + k])
+            assert ok.mean() > 0.9
+            assert got[k].dtype == jnp.float32
+            np.testing.assert_allclose(np.asarray(got[k])[ok], np.asarray(ref[k])[ok], atol=2e-4)
+
+
+def test_sweep_chunk_invariance_and_progress(capsys):
+    fn = gt.triplet_metric(gt.family_sampler("parametric", dim=5, theta_ap=(0.1, 0.5)))
+    r1 = gt.sweep(fn, 300, key=jax.random.key(0), chunk_size=56, progress=True)
+    r2 = gt.sweep(fn, 300, key=jax.random.key(0), chunk_size=300)
+    r3 = gt.sweep(fn, 100, key=jax.random.key(0), chunk_size=56)
+    for k in r1:
+        assert r1[k].shape[0] == 300
+        np.testing.assert_array_equal(r1[k], r2[k])
+        np.testing.assert_array_equal(r1[k][:100], r3[k])  # prefix property: keys by global index
+    assert np.all((r1["config/theta_ap"] >= 0.1 - 1e-12) & (r1["config/theta_ap"] <= 0.5 + 1e-12))
+    assert "sweep 300 configs" in capsys.readouterr().err
+    # the same metric, autodiff path
+    fa = gt.triplet_metric(gt.family_sampler("parametric", dim=5, theta_ap=(0.1, 0.5)), method="autodiff")
+    ra = gt.sweep(fa, 300, key=jax.random.key(0), chunk_size=300)
+    np.testing.assert_allclose(ra["riemannian/joint"], r1["riemannian/joint"], atol=1e-9, equal_nan=True)
+    with pytest.raises(ValueError, match="num"):
+        gt.sweep(fn, 0, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="chunk_size"):
+        gt.sweep(fn, 5, key=jax.random.key(0), chunk_size=0)
+
+
+_SHARD_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    jax.config.update("jax_enable_x64", True)
+    import geotrip as gt
+    assert len(jax.devices()) == 4, jax.devices()
+    fn = gt.triplet_metric(gt.family_sampler("cap", dim=6, radius=0.3))
+    out = {}
+    for ndev, chunk in ((4, 64), (4, 20), (1, 50), (3, 7)):
+        r = gt.sweep(fn, 130, key=jax.random.key(7), chunk_size=chunk, devices=jax.devices()[:ndev],
+                     progress=False)
+        out[f"{ndev}/{chunk}"] = {k: np.asarray(v, np.float64).tolist() for k, v in r.items()}
+    print(json.dumps(out))
+""")
+
+
+def test_sweep_invariant_to_device_count():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    res = subprocess.run([sys.executable, "-c", _SHARD_SCRIPT], capture_output=True, text=True, env=env,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    ref = out["1/50"]
+    for tag, r in out.items():
+        for k in ref:
+            np.testing.assert_array_equal(np.asarray(r[k]), np.asarray(ref[k]), err_msg=f"{tag} {k}")
+
+
+def test_summarize_values():
+    th = np.radians(np.array([10.0, 40.0, 70.0, 100.0, np.nan]))
+    res = {"riemannian/joint": th, "defined/riemannian/joint": np.isfinite(th),
+           "active/A": np.array([True, False, True, True, True]), "config/theta_ap": np.arange(5.0)}
+    s = gt.summarize(res)
+    e = s["riemannian/joint"]
+    assert e["count"] == 4 and e["defined_share"] == 0.8
+    assert e["share_above"] == {"30": 0.75, "60": 0.5, "90": 0.25}
+    assert e["quantiles"]["0.5"] == pytest.approx(55.0)
+    assert sum(e["histogram"]["counts"]) == 4
+    assert s["active/A"]["share"] == 0.8
+    json.dumps(s)
+
+
+def test_families_errors():
+    with pytest.raises(ValueError, match="valid: uniform, parametric"):
+        gt.family_sampler("gaussian", dim=3)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        gt.family_sampler("uniform", dim=3, radius=0.1)
+    with pytest.raises(ValueError, match="dim >= 3"):
+        gt.family_sampler("parametric", dim=2)
+    with pytest.raises(ValueError, match="radius"):
+        gt.family_sampler("cap", dim=3, radius=4.0)
+    with pytest.raises(ValueError, match="mining strategy"):
+        gt.family_sampler("clustered", dim=3, strategy="hard")
+    with pytest.raises(ValueError, match="method"):
+        gt.triplet_metric(gt.family_sampler("uniform", dim=3), method="fd")
+
+
+def test_cli_sweep(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["sweep", "--family", "cap", "--dim", "3", "32", "--samples", "200", "--seed", "1",
+               "--out", str(out), "--param", "radius=0.2", "--distances", "chord_sq", "geodesic",
+               "--margins", "0.2", "0.1", "--save-arrays", "--x64"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert set(s["by_dim"]) == {"3", "32"} and s["params"]["radius"] == 0.2
+    assert s["by_dim"]["3"]["num"] == 200 and "riemannian/joint" in s["by_dim"]["32"]
+    assert s["provenance"]["seed"] == 1 and s["margins"] == [0.2, 0.1]
+    arr = np.load(out / "arrays_d32.npz")
+    assert arr["riemannian/joint"].shape == (200,)
+    assert np.all(arr["config/theta_ap"] <= 0.4 + 1e-9)
+    printed = capsys.readouterr().out
+    assert "d=32" in printed
+    # bad arguments: one line, exit status 2
+    for argv, msg in ((["--family", "nope"], "family"), (["--samples", "0"], "samples"),
+                      (["--param", "radius"], "KEY=VALUE"), (["--param", "colour=1"], "unknown parameter"),
+                      (["--margins", "0.2"], "margins"), (["--distances", "chord_sq", "arc"], "distance"),
+                      (["--dim", "1"], "dim")):
+        base = ["sweep", "--family", "cap", "--dim", "3", "--samples", "10", "--out", str(tmp_path / "x")]
+        argv2 = base + argv
+        rc = main(argv2)
+        err = capsys.readouterr().err
+        assert rc == 2 and msg in err and err.count("\n") == 1, (argv, err)
