@@ -97,8 +97,8 @@ def reference_distance(name: str, theta_ref: float = math.pi / 2) -> Distance:
     base = lookup_distance(name)
     if not (0.0 < theta_ref < math.pi):
         raise ValueError(f"theta_ref must be in (0, pi), got {theta_ref}")
-    with jax.ensure_compile_time_eval():
-        c = float(np.asarray(base.weight(jnp.asarray(theta_ref, jnp.float32)), dtype=np.float64))
+    with jax.ensure_compile_time_eval(), jax.enable_x64(True):  # the constant in float64
+        c = float(np.asarray(base.weight(jnp.asarray(theta_ref, jnp.float64)), dtype=np.float64))
     if not c > 0:
         raise ValueError(f"distance {base.name!r} has weight {c} <= 0 at theta_ref={theta_ref}")
     inv = 1.0 / c
@@ -130,7 +130,13 @@ class TaskData:
     info: tuple = ()
 
 
-def make_task_data(task: str, *, seed: int = 0, n_classes: int = 8, n_per_class: int = 4,
+def make_task_data(task: str, *, seed: int = 0, dtype=None, **kwargs) -> TaskData:
+    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    return _make_task_data(task, seed=seed, dtype=dtype, **kwargs)
+
+
+@functools.lru_cache(maxsize=32)
+def _make_task_data(task: str, *, seed: int = 0, n_classes: int = 8, n_per_class: int = 4,
                    dim: int = 32, noise: float = 1.0, label_noise: float = 0.0,
                    cluster_size: int = 64, test_fraction: float = 0.25, dtype=None) -> TaskData:
     r"""Build the data of a task.
@@ -141,6 +147,9 @@ def make_task_data(task: str, *, seed: int = 0, n_classes: int = 8, n_per_class:
       ``cluster_size`` points in ``dim`` dimensions (``noise``, ``label_noise``),
       data seed ``seed``; stratified train/test split.
     * ``digits``: :func:`geotrip.load_digits` (needs scikit-learn), stratified split.
+
+    Results are memoised on the arguments (the arrays are immutable), so repeated
+    sweeps in one process reuse one :class:`TaskData` and its compiled runners.
     """
     dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
     key = jax.random.key(seed)
@@ -164,6 +173,9 @@ def make_task_data(task: str, *, seed: int = 0, n_classes: int = 8, n_per_class:
     classes, table, counts = class_table(y[tr])
     return TaskData(task, y_train=y[tr], y_test=y[te], x_train=x[tr], x_test=x[te],
                     table=table, counts=counts, info=info + (("test_fraction", test_fraction),))
+
+
+make_task_data.__doc__ = _make_task_data.__doc__
 
 
 # ----------------------------------------------------------------------------- runner
@@ -219,12 +231,18 @@ def _loss_parts(F, labels, margin, key, setup: TrainSetup, dist: Distance):
     t, valid = mine_triplets(jax.lax.stop_gradient(F), labels, strategy=setup.strategy,
                              distance=dist, margin=margin, key=key)
 
-    def loss_fn(F_):
-        return batch_loss(F_, t, distance=dist, margin=margin, soft=setup.soft, mask=valid, reduction="mean")
+    v = valid.astype(F.dtype)
+    count = jnp.maximum(jnp.sum(v), jnp.ones_like(v[0]))
 
-    loss, gF = jax.value_and_grad(loss_fn)(F)
-    z = dist.ambient(F[t[:, 0]], F[t[:, 1]]) - dist.ambient(F[t[:, 0]], F[t[:, 2]]) + margin
-    return loss, gF, active_share(z, valid)
+    def loss_fn(F_):
+        # = batch_loss(..., reduction="mean"), keeping the per-triplet terms for the active share
+        per = batch_loss(F_, t, distance=dist, margin=margin, soft=setup.soft, mask=valid, reduction="none")
+        return jnp.sum(per) / count, per
+
+    (loss, per), gF = jax.value_and_grad(loss_fn, has_aux=True)(F)
+    # active hinge z > 0  <=>  hinge(z) > 0, or softplus(z) > log 2 for the soft margin
+    thresh = jnp.log(jnp.asarray(2.0, F.dtype)) if setup.soft else jnp.zeros((), F.dtype)
+    return loss, gF, active_share(per - thresh, valid)
 
 
 def _init_state(task: str, setup: TrainSetup, data: TaskData, seed, spread, dtype):
@@ -274,9 +292,7 @@ def _evaluate(state, task, data):
 @functools.partial(jax.jit, static_argnames=("task", "setup", "data"))
 def _init_batch(seeds, spreads, *, task, setup, data):
     dtype = spreads.dtype
-    states = jax.vmap(lambda s, r: _init_state(task, setup, data, s, r, dtype))(seeds, spreads)
-    metrics = jax.vmap(lambda st: _evaluate(st, task, data))(states)
-    return states, metrics
+    return jax.vmap(lambda s, r: _init_state(task, setup, data, s, r, dtype))(seeds, spreads)
 
 
 def _selected_distance(setup: TrainSetup, didx) -> Distance:
@@ -308,15 +324,27 @@ def _selected_distance(setup: TrainSetup, didx) -> Distance:
 
 
 @functools.partial(jax.jit, static_argnames=("task", "setup", "data"))
-def _chunk_batch(states, start, lrs, margins, didxs, *, task, setup, data):
+def _chunk_batch(states, start, n_steps, lrs, margins, didxs, *, task, setup, data):
+    """Evaluate the metrics of ``states``, then take ``n_steps <= eval_every`` steps (0: none).
+
+    One compiled function serves every chunk, the evaluation graph appears once, and
+    ``n_steps`` (not batched) keeps the ``lax.cond`` in the scan a real branch under vmap.
+    """
     def one(state, lr, margin, didx):
         dist = _selected_distance(setup, didx)
-        def body(st, i):
-            st, out = _step(st, i, lr, margin, task, setup, data, dist)
-            return st, out
+        m = _evaluate(state, task, data)
+        zero = jnp.zeros((), lr.dtype)
 
-        st, (loss, act, gn) = jax.lax.scan(body, state, start + jnp.arange(setup.eval_every, dtype=jnp.int32))
-        m = _evaluate(st, task, data)
+        def body(st, i):
+            def take(st_):
+                return _step(st_, start + i, lr, margin, task, setup, data, dist)
+
+            def skip(st_):
+                return st_, (zero, zero, zero)
+
+            return jax.lax.cond(i < n_steps, take, skip, st)
+
+        st, (loss, act, gn) = jax.lax.scan(body, state, jnp.arange(setup.eval_every, dtype=jnp.int32))
         m.update(loss=jnp.mean(loss), active=jnp.mean(act), grad_norm=gn[-1])
         return st, m
 
@@ -375,23 +403,27 @@ def train_runs(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
     steps = setup.steps
     seeds_ = jnp.asarray(seeds.astype(np.uint32))
     setup = dataclasses.replace(setup, steps=setup.eval_every)  # one compiled chunk for any length
-    states, m0 = _init_batch(seeds_, spreads_, task=task, setup=setup, data=data)
+    states = _init_batch(seeds_, spreads_, task=task, setup=setup, data=data)
     n_chunks = steps // setup.eval_every
-    hist = {k: [np.asarray(v)] for k, v in m0.items()}
-    nan = np.full(len(seeds), np.nan)
-    for k in ("loss", "active", "grad_norm"):
-        hist[k] = [nan]
+    hist: dict[str, list] = {k: [] for k in TRAINING_METRICS}
+    train_keys = ("loss", "active", "grad_norm")
+    for k in train_keys:
+        hist[k].append(np.full(len(seeds), np.nan))
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc=progress if isinstance(progress, str) else "train", leave=False)
-    for c in range(n_chunks):
+    for c in range(n_chunks + 1):
         start = jnp.asarray(c * setup.eval_every, jnp.int32)
-        states, m = _chunk_batch(states, start, lrs_, margins_, didx_, task=task, setup=setup, data=data)
+        n = jnp.asarray(setup.eval_every if c < n_chunks else 0, jnp.int32)
+        states, m = _chunk_batch(states, start, n, lrs_, margins_, didx_, task=task, setup=setup, data=data)
         for k, v in m.items():
-            hist[k].append(np.asarray(v))
-        if bar is not None:
+            if k not in train_keys:
+                hist[k].append(np.asarray(v))
+            elif c < n_chunks:
+                hist[k].append(np.asarray(v))
+        if bar is not None and c < n_chunks:
             bar.update(setup.eval_every)
     if bar is not None:
         bar.close()
@@ -483,9 +515,11 @@ class CollapseSweep:
       name: preset name (recorded in provenance).
       tasks: tasks to run (see :data:`TRAINING_TASKS`).
       distances: distance names.
-      losses: ``(strategy, soft)`` pairs.
+      losses: ``(strategy, soft)`` pairs (a task's grid may override them with ``losses``).
       n_seeds: seeds ``seed0 .. seed0 + n_seeds - 1`` per grid point.
-      grids: per task, a dict with ``steps``, ``eval_every``, ``lrs``, ``margins``, ``spreads``.
+      grids: per task, a dict with ``steps``, ``eval_every``, ``lrs``, ``margins``, ``spreads``
+        (and optionally ``losses``, and ``per_strategy``: ``{strategy: {key: value}}``
+        overrides, e.g. a smaller grid for the costlier miners).
       setup: common :class:`TrainSetup` fields (``p``, ``k``, ``hidden``, ``embed_dim``, ...).
       data: per task, keyword arguments of :func:`make_task_data`.
     """
@@ -501,7 +535,8 @@ class CollapseSweep:
 
     def cells(self) -> list[tuple[str, str, bool]]:
         """The cells ``(task, strategy, soft)``; each runs all distances in one vectorised batch."""
-        return [(t, s, soft) for t in self.tasks for (s, soft) in self.losses]
+        return [(t, s, soft) for t in self.tasks
+                for (s, soft) in self.grids[t].get("losses", self.losses)]
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=lambda o: list(o)))
@@ -509,41 +544,66 @@ class CollapseSweep:
 
 _ALL5 = ("chord_sq", "chord", "geodesic", "geodesic_sq", "cosine")
 _INF = math.inf
+_HINGE_SOFT = (("batch_hard", False), ("semihard", False), ("batch_hard", True))
+
+
+def _grid(steps, eval_every, lrs, margins, spreads, losses=None):
+    g = dict(steps=steps, eval_every=eval_every, lrs=lrs, margins=margins, spreads=spreads)
+    if losses is not None:
+        g["losses"] = losses
+    return g
+
 
 COLLAPSE_PRESETS: dict[str, CollapseSweep] = {
+    # for tests and the notebook: seconds
     "tiny": CollapseSweep(
-        name="tiny", tasks=("features", "clusters"), distances=("chord_sq", "geodesic"),
+        name="tiny", tasks=("features", "clusters"), distances=("chord_sq", "chord", "geodesic"),
         losses=(("batch_hard", False),), n_seeds=3,
-        grids={"features": dict(steps=40, eval_every=20, lrs=(0.5,), margins=(0.2,), spreads=(0.05, _INF)),
-               "clusters": dict(steps=40, eval_every=20, lrs=(1e-2,), margins=(0.2,), spreads=(0.05, _INF))},
-        setup=dict(p=4, k=4, hidden=(32,), embed_dim=8),
-        data={"features": dict(n_classes=4, n_per_class=4), "clusters": dict(n_classes=4, cluster_size=32, dim=16)},
+        grids={"features": _grid(40, 20, (0.5,), (0.2,), (0.01, _INF)),
+               "clusters": _grid(40, 20, (1e-2,), (0.2,), (0.01, _INF))},
+        setup=dict(p=4, k=3, hidden=(16,), embed_dim=6),
+        data={"features": dict(n_classes=4, n_per_class=3), "clusters": dict(n_classes=4, cluster_size=16, dim=8)},
     ),
+    # for `geotrip figures --quick` (< 30 s)
+    "figure-quick": CollapseSweep(
+        name="figure-quick", tasks=("features",), distances=_ALL5, losses=(("batch_hard", False),), n_seeds=4,
+        grids={"features": _grid(100, 50, (0.5,), (0.5,), (0.01, 0.1, _INF))},
+        setup=dict(p=6, k=4, hidden=(32,), embed_dim=8),
+        data={"features": dict(n_classes=6, n_per_class=4)},
+    ),
+    # for `geotrip figures` (< 3 min)
+    "figure": CollapseSweep(
+        name="figure", tasks=("features", "clusters"), distances=_ALL5, losses=(("batch_hard", False),), n_seeds=8,
+        grids={"features": _grid(200, 50, (0.05, 0.5), (0.1, 0.5), (0.01, 0.1, 0.3, _INF)),
+               "clusters": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF))},
+        setup=dict(p=6, k=4, hidden=(32,), embed_dim=8),
+        data={"features": dict(n_classes=6, n_per_class=4), "clusters": dict(n_classes=6, cluster_size=48, dim=16)},
+    ),
+    # `geotrip collapse --quick`: about 5 minutes on 2 CPU cores
     "quick": CollapseSweep(
-        name="quick", tasks=("features", "clusters", "digits"), distances=_ALL5,
-        losses=(("batch_hard", False), ("semihard", False), ("batch_all", False), ("batch_hard", True)),
-        n_seeds=8,
-        grids={"features": dict(steps=300, eval_every=50, lrs=(0.05, 0.5), margins=(0.1, 0.5),
-                                spreads=(0.01, 0.1, 0.5, _INF)),
-               "clusters": dict(steps=300, eval_every=50, lrs=(1e-3, 1e-2), margins=(0.1, 0.5),
-                                spreads=(0.01, 0.1, 0.5, _INF)),
-               "digits": dict(steps=300, eval_every=50, lrs=(1e-3, 1e-2), margins=(0.1, 0.5),
-                              spreads=(0.01, 0.1, 0.5, _INF))},
-        setup=dict(p=8, k=4, hidden=(64,), embed_dim=16),
-        data={"features": dict(n_classes=8, n_per_class=4), "clusters": dict(n_classes=8, cluster_size=64, dim=32),
+        name="quick", tasks=("features", "clusters", "digits"), distances=_ALL5, losses=_HINGE_SOFT, n_seeds=8,
+        grids={"features": dict(_grid(200, 50, (0.05, 0.5), (0.1, 0.5), (0.01, 0.1, 0.3, _INF)),
+                                per_strategy={"semihard": dict(lrs=(0.5,))}),
+               "clusters": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
+                                 losses=(("batch_hard", False), ("batch_hard", True))),
+               "digits": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
+                               losses=(("batch_hard", False),))},
+        setup=dict(p=6, k=4, hidden=(32,), embed_dim=8),
+        data={"features": dict(n_classes=6, n_per_class=4), "clusters": dict(n_classes=6, cluster_size=48, dim=16),
               "digits": {}},
     ),
+    # `geotrip collapse --preset full`: sized for one GPU
     "full": CollapseSweep(
         name="full", tasks=("features", "clusters", "digits"), distances=_ALL5,
         losses=(("batch_hard", False), ("semihard", False), ("batch_all", False), ("random", False),
                 ("batch_hard", True)),
         n_seeds=32,
-        grids={"features": dict(steps=2000, eval_every=100, lrs=(0.01, 0.05, 0.2, 1.0),
-                                margins=(0.05, 0.1, 0.2, 0.5, 1.0), spreads=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
-               "clusters": dict(steps=2000, eval_every=100, lrs=(3e-4, 1e-3, 3e-3, 1e-2),
-                                margins=(0.05, 0.1, 0.2, 0.5, 1.0), spreads=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
-               "digits": dict(steps=2000, eval_every=100, lrs=(3e-4, 1e-3, 3e-3, 1e-2),
-                              margins=(0.05, 0.1, 0.2, 0.5, 1.0), spreads=(0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF))},
+        grids={"features": _grid(2000, 100, (0.01, 0.05, 0.2, 1.0), (0.05, 0.1, 0.2, 0.5, 1.0),
+                                 (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
+               "clusters": _grid(2000, 100, (3e-4, 1e-3, 3e-3, 1e-2), (0.05, 0.1, 0.2, 0.5, 1.0),
+                                 (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
+               "digits": _grid(2000, 100, (3e-4, 1e-3, 3e-3, 1e-2), (0.05, 0.1, 0.2, 0.5, 1.0),
+                               (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF))},
         setup=dict(p=8, k=4, hidden=(128, 128), embed_dim=32),
         data={"features": dict(n_classes=8, n_per_class=4), "clusters": dict(n_classes=10, cluster_size=100, dim=64),
               "digits": {}},
@@ -743,6 +803,7 @@ def run_collapse_sweep(spec: CollapseSweep | str, out_dir: str | os.PathLike, *,
             break
         task, strategy, soft = cell
         g = dict(spec.grids[task])
+        g.update(dict(g.get("per_strategy", {}).get(strategy, {})))
         setup = TrainSetup(distances=tuple(spec.distances), strategy=strategy, soft=soft, steps=int(g["steps"]),
                          eval_every=int(g["eval_every"]), **dict(spec.setup))
         t0 = time.perf_counter()

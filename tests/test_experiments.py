@@ -1,0 +1,187 @@
+"""Training runners: units, mining inside training, determinism, collapse criterion, sweeps, CLI."""
+
+import csv
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import geotrip as gt
+from geotrip import _experiments as E
+from geotrip.cli import main
+
+# the setup of the "tiny" preset's features cell, so tests share its compiled runner
+TINY = gt.COLLAPSE_PRESETS["tiny"]
+SETUP = gt.TrainSetup(distances=TINY.distances, strategy="batch_hard", steps=40, eval_every=20,
+                      **TINY.setup)
+
+
+def _features_data():
+    return gt.make_task_data("features", seed=0, **TINY.data["features"])
+
+
+def test_reference_units():
+    for name, dist in gt.DISTANCES.items():
+        ref = gt.reference_distance(name)
+        assert ref is gt.reference_distance(name)  # cached: one object, warm jit caches
+        t = jnp.linspace(0.1, 3.0, 7)
+        c = float(dist.weight(jnp.asarray(math.pi / 2)))
+        np.testing.assert_allclose(ref.weight(jnp.asarray(math.pi / 2)), 1.0, rtol=1e-12)
+        np.testing.assert_allclose(ref.profile(t), dist.profile(t) / c, rtol=1e-12)
+    # g'(0): zero for chord_sq, geodesic_sq, cosine; positive for chord, geodesic
+    w0 = {n: float(gt.reference_distance(n).weight(jnp.asarray(0.0))) for n in gt.DISTANCES}
+    assert w0["chord_sq"] == w0["geodesic_sq"] == w0["cosine"] == 0.0
+    assert w0["chord"] > 0 and w0["geodesic"] > 0
+    with pytest.raises(ValueError, match="theta_ref"):
+        gt.reference_distance("chord", 0.0)
+
+
+def test_selected_distance_equals_member():
+    rng = np.random.default_rng(0)
+    x = gt.normalize(jnp.asarray(rng.normal(size=(5, 4))))
+    y = gt.normalize(jnp.asarray(rng.normal(size=(5, 4))))
+    setup = gt.TrainSetup(distances=("chord_sq", "chord", "geodesic"))
+    for i, name in enumerate(setup.distances):
+        sel = E._selected_distance(setup, jnp.asarray(i, jnp.int32))
+        np.testing.assert_allclose(sel(x, y), gt.reference_distance(name)(x, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("strategy,didx", [("batch_hard", 0), ("semihard", 2)])
+def test_mining_inside_training_matches_independent_step(strategy, didx):
+    """One Riemannian step of the runner equals mine_triplets + batch_grads + retraction, done by hand."""
+    data = _features_data()
+    setup = gt.TrainSetup(distances=TINY.distances, strategy=strategy, steps=20, eval_every=20, **TINY.setup)
+    lr, margin = 0.3, 0.2
+    for name in setup.distances[didx:didx + 1]:
+        dist = gt.reference_distance(name)
+
+        @jax.jit
+        def runner_step(seed):
+            st = E._init_state("features", setup, data, seed, jnp.asarray(0.5), jnp.float64)
+            new, (loss, act, gn) = E._step(st, jnp.asarray(0, jnp.int32), jnp.asarray(lr), jnp.asarray(margin),
+                                          "features", setup, data, E._selected_distance(setup, didx))
+            return st["X"], new["X"], loss, act, gn
+
+        X0, X1, loss, act, gn = runner_step(jnp.asarray(7, jnp.uint32))
+        t, valid = gt.mine_triplets(X0, data.y_train, strategy=strategy, distance=dist, margin=margin)
+        cnt = float(np.sum(np.asarray(valid)))
+        L = gt.batch_loss(X0, t, distance=dist, margin=margin, mask=valid, reduction="mean")
+        G = gt.batch_grads(X0, t, distance=dist, margin=margin, mask=valid) / cnt
+        np.testing.assert_allclose(loss, L, rtol=1e-10)
+        np.testing.assert_allclose(X1, gt.normalize(X0 - lr * G), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(gn, np.linalg.norm(np.asarray(G)), rtol=1e-10)
+        per = np.asarray(gt.batch_loss(X0, t, distance=dist, margin=margin, mask=valid, reduction="none"))
+        np.testing.assert_allclose(act, np.sum(per > 0) / cnt)
+
+
+def test_determinism_batch_independence_and_collapse_criterion():
+    data = _features_data()
+    # 18 runs, the shape of the tiny preset's features cell (shared compilation)
+    seeds = np.array([0, 1, 2, 3, 4, 5] * 3)
+    lrs = np.array([1e-6] * 4 + [0.5] * 14)
+    margins = np.array([0.2] * 4 + [0.0] * 2 + [0.2] * 12)
+    spreads = np.array([1e-3] * 4 + [np.inf] * 2 + [0.01, 0.01, 0.5, 0.5, np.inf, np.inf] * 2)
+    didx = np.array([0, 1, 2] * 6)
+    h1 = gt.train_runs("features", SETUP, data, seeds=seeds, lrs=lrs, margins=margins, spreads=spreads,
+                       distance_index=didx)
+    h2 = gt.train_runs("features", SETUP, data, seeds=seeds, lrs=lrs, margins=margins, spreads=spreads,
+                       distance_index=didx)
+    for k in gt.TRAINING_METRICS:
+        np.testing.assert_array_equal(h1[k], h2[k])  # bitwise deterministic
+    # a run does not depend on which other runs share its batch: reverse the order
+    r = slice(None, None, -1)
+    h3 = gt.train_runs("features", SETUP, data, seeds=seeds[r], lrs=lrs[r], margins=margins[r],
+                       spreads=spreads[r], distance_index=didx[r])
+    for k in gt.TRAINING_METRICS:
+        np.testing.assert_allclose(h3[k][r], h1[k], rtol=1e-9, atol=1e-12)
+    assert h1["mean_cos"].shape == (18, 3) and list(h1["step"]) == [0, 20, 40]
+    # collapse flag = criterion on the final evaluation embeddings
+    col = (h1["mean_cos"][:, -1] > 0.99) | (h1["erank"][:, -1] < 1.5)
+    np.testing.assert_array_equal(h1["collapsed"][:, -1] > 0.5, col)
+    # a start inside a 1e-3 cap with a negligible learning rate stays collapsed; a uniform start
+    # with margin 0 (nothing to push) stays spread
+    assert np.all(h1["collapsed"][:4, -1] == 1) and np.all(h1["collapsed"][:4, 0] == 1)
+    assert np.all(h1["collapsed"][4:6, -1] == 0)
+    # a collapsed start with the hinge: every mined triplet is active
+    np.testing.assert_allclose(h1["active"][:4, 1], 1.0)
+    assert np.all(np.isnan(h1["loss"][:, 0])) and np.all(np.isfinite(h1["loss"][:, 1:]))
+
+
+def test_train_runs_validation():
+    data = _features_data()
+    kw = dict(seeds=[0], lrs=[0.1], margins=[0.1], spreads=[0.1])
+    with pytest.raises(ValueError, match="learning rates"):
+        gt.train_runs("features", SETUP, data, **dict(kw, lrs=[0.0]))
+    with pytest.raises(ValueError, match="spreads"):
+        gt.train_runs("features", SETUP, data, **dict(kw, spreads=[-1.0]))
+    with pytest.raises(ValueError, match="one length"):
+        gt.train_runs("features", SETUP, data, **dict(kw, seeds=[0, 1]))
+    with pytest.raises(ValueError, match="distance_index"):
+        gt.train_runs("features", SETUP, data, distance_index=[3], **kw)
+    with pytest.raises(ValueError, match="task"):
+        gt.train_runs("clusters", SETUP, data, **kw)
+    with pytest.raises(ValueError, match="strategy"):
+        gt.TrainSetup(strategy="hardest")
+    with pytest.raises(ValueError, match="multiple"):
+        gt.TrainSetup(steps=30, eval_every=20)
+
+
+def test_binomial_intervals_known_values():
+    lo, hi = gt.wilson_interval(5, 10)
+    np.testing.assert_allclose([lo, hi], [0.2366, 0.7634], atol=1e-4)
+    lo, hi = gt.wilson_interval(0, 10)
+    np.testing.assert_allclose([lo, hi], [0.0, 0.2775], atol=1e-4)
+    lo, hi = gt.clopper_pearson_interval(0, 10)
+    np.testing.assert_allclose([lo, hi], [0.0, 1 - 0.025 ** 0.1], atol=1e-9)
+    lo, hi = gt.clopper_pearson_interval(5, 10)
+    np.testing.assert_allclose([lo, hi], [0.1871, 0.8129], atol=1e-4)
+    lo, hi = gt.clopper_pearson_interval(10, 10)
+    np.testing.assert_allclose([lo, hi], [0.025 ** 0.1, 1.0], atol=1e-9)
+
+
+def test_collapse_summary_paired_test():
+    rows = []
+    for seed in range(8):
+        for d, col in (("chord_sq", seed < 6), ("chord", seed == 0)):
+            rows.append(dict(task="features", strategy="batch_hard", soft=False, seed=seed, lr=0.1, margin=0.2,
+                             spread=0.01, distance=d, collapsed=int(col), init_collapsed=1.0,
+                             final_recall_at_1=0.5))
+    s = gt.collapse_summary(rows)
+    e = [x for x in s["squared_vs_root"] if x["task"] == "all" and x["squared"] == "chord_sq"][0]
+    assert (e["pairs"], e["both"], e["only_squared"], e["only_root"], e["neither"]) == (8, 1, 5, 0, 2)
+    np.testing.assert_allclose(e["mcnemar_p"], 2 * 0.5 ** 5)
+    g = s["gprime0"][0]
+    assert g["zero"]["collapsed"] == 6 and g["positive"]["collapsed"] == 1
+    tab = gt.collapse_phase_table(rows, by=("distance",))
+    assert {r["distance"]: r["collapsed"] for r in tab} == {"chord_sq": 6, "chord": 1}
+
+
+def test_cli_sweep_incremental_resume_and_figures(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["collapse", "--preset", "tiny", "--out", str(out), "--max-cells", "1", "--no-figures",
+                 "--no-progress", "--x64"]) == 0
+    done = json.loads((out / "done.json").read_text())["cells"]
+    assert done == ["features__batch_hard__hinge"]
+    with (out / "runs.csv").open() as fh:
+        assert len(list(csv.DictReader(fh))) == 3 * 3 * 2  # distances x seeds x spreads
+    assert (out / "history" / "features__batch_hard__hinge.npz").exists()
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["parameters"]["spec"]["name"] == "tiny" and "git" in prov
+    # resume: the finished cell is skipped, the other one runs, figures are drawn
+    assert main(["collapse", "--preset", "tiny", "--out", str(out), "--no-progress", "--x64"]) == 0
+    rows = gt.read_collapse_runs(out / "runs.csv")
+    assert len(rows) == 36 and {r["task"] for r in rows} == {"features", "clusters"}
+    assert all(0.0 <= r["final_recall_at_1"] <= 1.0 for r in rows)
+    for name in ("collapse_spread", "collapse_phase", "collapse_curves"):
+        assert (out / f"{name}.png").exists() and (out / f"{name}.provenance.json").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["squared_vs_root"] and "criterion" in summary
+    with (out / "phase.csv").open() as fh:
+        phase = list(csv.DictReader(fh))
+    assert len(phase) == 2 * 3 * 2 and all(float(r["wilson_lo"]) <= float(r["p"]) <= float(r["wilson_hi"])
+                                           for r in phase)
+    assert main(["collapse", "--preset", "nope", "--out", str(out)]) == 2
+    assert "unknown preset" in capsys.readouterr().err
