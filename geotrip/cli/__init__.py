@@ -17,6 +17,7 @@ __all__ = ["main", "build_parser"]
 _COMMAND_MODULES = (
     "geotrip.cli._figures",
     "geotrip.cli._sweep",
+    "geotrip.cli._bench",
     "geotrip.cli._search",
     "geotrip.cli._verify",
     "geotrip.cli._collapse",

@@ -1,0 +1,253 @@
+r"""Throughput of the gradient-angle computation (``chord_sq`` vs ``geodesic``, margins 0.2/0.2).
+
+For :math:`d \in \{3, 128, 1024\}` in float32, configurations per second of
+
+(a) :func:`geotrip.gradient_angles_closed_form` (jit, one fused pass + O(1) per triplet),
+(b) :func:`geotrip.gradient_angles` (jit, autodiff),
+(c) a NumPy implementation of the same closed form (:func:`numpy_closed_form`),
+(d) a PyTorch autograd implementation (:func:`torch_autograd`), only when torch is installed,
+(e) the memory-bandwidth limit for reading the inputs :math:`a, p, n`
+    (:math:`12d` bytes per configuration), from a large NumPy array copy into a
+    preallocated buffer timed in the same run (bandwidth = bytes read + written per second).
+
+Every timing is the best of several repetitions after a warm-up (compilation excluded).
+The outputs of (a), (b), (c), (d) are checked against each other on the timed data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+NAME = "angles"
+DESCRIPTION = "gradient-angle throughput: closed form, autodiff, NumPy, PyTorch, read-bandwidth limit"
+
+DIMS = (3, 128, 1024)
+KEYS = ("raw/anchor", "raw/positive", "raw/negative", "raw/joint",
+        "riemannian/anchor", "riemannian/positive", "riemannian/negative", "riemannian/joint")
+
+
+def _best(fn: Callable[[], object], *, reps: int, min_time: float = 0.0) -> float:
+    fn()  # warm-up (and compilation)
+    ts = []
+    t_all = time.perf_counter()
+    while len(ts) < reps or (time.perf_counter() - t_all < min_time and len(ts) < 50):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts)
+
+
+def copy_bandwidth(nbytes: int, *, reps: int = 5) -> float:
+    """Bytes moved per second (read + write) by ``np.copyto`` of ``nbytes`` into a preallocated buffer."""
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    t = _best(lambda: np.copyto(dst, src), reps=reps)
+    return 2 * src.nbytes / t
+
+
+# ---------------------------------------------------------------------------------------
+# (c) NumPy: the closed form of geotrip._sweeps, for chord_sq (A) vs geodesic (B)
+# ---------------------------------------------------------------------------------------
+
+
+def numpy_closed_form(a, p, n, margins=(0.2, 0.2)):
+    """NumPy port of :func:`geotrip.gradient_angles_closed_form` for ``("chord_sq", "geodesic")``."""
+    mA, mB = margins
+    dmp, dpp, dmn, dpn = p - a, p + a, n - a, n + a
+    s = lambda x, y: np.einsum("ij,ij->i", x, y)
+    qmp, qpp, qmn, qpn = s(dmp, dmp), s(dpp, dpp), s(dmn, dmn), s(dpn, dpn)
+    pos_p, pos_n = qmp <= qpp, qmn <= qpn
+    sp, sn = np.where(pos_p, 1.0, -1.0).astype(a.dtype), np.where(pos_n, 1.0, -1.0).astype(a.dtype)
+    dp_ = np.where(pos_p[:, None], dmp, dpp)
+    dn_ = np.where(pos_n[:, None], dmn, dpn)
+    g11, g22, g12 = np.where(pos_p, qmp, qpp), np.where(pos_n, qmn, qpn), s(dp_, dn_)
+    adp, adn = s(a, dp_), s(a, dn_)
+    rp, rn = adp + sp * g11 / 2, adn + sn * g22 / 2
+    g12 = g12 - rn * adp - rp * adn + rp * rn
+    g01, g02 = -sp * g11 / 2, -sn * g22 / 2
+    sq0 = lambda q: np.sqrt(np.maximum(q, 0))
+    t_ap = 2 * np.arctan2(sq0(np.where(pos_p, qmp, 4 - qpp)), sq0(np.where(pos_p, 4 - qmp, qpp)))
+    t_an = 2 * np.arctan2(sq0(np.where(pos_n, qmn, 4 - qpn)), sq0(np.where(pos_n, 4 - qmn, qpn)))
+
+    def dot(c, e):
+        return (c[0] * e[0] + g11 * c[1] * e[1] + g22 * c[2] * e[2] + g01 * (c[0] * e[1] + c[1] * e[0])
+                + g02 * (c[0] * e[2] + c[2] * e[0]) + g12 * (c[1] * e[2] + c[2] * e[1]))
+
+    def div0(c, nrm):
+        inv = np.divide(1, nrm, out=np.zeros_like(nrm), where=nrm > 0)
+        return [x * inv for x in c]
+
+    one, zero = np.ones_like(g11), np.zeros_like(g11)
+    sin_ap, sin_an = sq0(g11 * (1 - g11 / 4)), sq0(g22 * (1 - g22 / 4))
+    u_ap = div0([-g01, one, zero], sin_ap)
+    u_an = div0([-g02, zero, one], sin_an)
+    u_pa = div0([g11 / 2, -sp * (1 - g11 / 2), zero], sin_ap)
+    u_na = div0([g22 / 2, zero, -sn * (1 - g22 / 2)], sin_an)
+    sA = ((4 * np.sin(t_ap / 2) ** 2 - 4 * np.sin(t_an / 2) ** 2 + mA) > 0).astype(a.dtype)
+    sB = ((t_ap - t_an + mB) > 0).astype(a.dtype)
+    wpA, wnA = sA * 2 * np.sin(t_ap), sA * 2 * np.sin(t_an)
+    riemA = ([wnA * y - wpA * x for x, y in zip(u_ap, u_an)], [-wpA * x for x in u_pa], [wnA * x for x in u_na])
+    riemB = ([sB * (y - x) for x, y in zip(u_ap, u_an)], [-sB * x for x in u_pa], [sB * x for x in u_na])
+    rawA = ([2 * sA * (sn - sp), -2 * sA, 2 * sA], [2 * sA * (sp - 1), 2 * sA, zero], [2 * sA * (1 - sn), zero, -2 * sA])
+
+    def angle(u, v):
+        nu = sq0(sum(dot(x, x) for x in u))
+        nv = sq0(sum(dot(x, x) for x in v))
+        uh = [div0(x, nu) for x in u]
+        vh = [div0(x, nv) for x in v]
+        dm = sq0(sum(dot([i - j for i, j in zip(x, y)], [i - j for i, j in zip(x, y)]) for x, y in zip(uh, vh)))
+        dp = sq0(sum(dot([i + j for i, j in zip(x, y)], [i + j for i, j in zip(x, y)]) for x, y in zip(uh, vh)))
+        th = 2 * np.arctan2(dm, dp)
+        return np.where((nu > 0) & (nv > 0), th, np.nan)
+
+    out = {}
+    for kind, A, B in (("raw", rawA, riemB), ("riemannian", riemA, riemB)):
+        for i, block in enumerate(("anchor", "positive", "negative")):
+            out[f"{kind}/{block}"] = angle((A[i],), (B[i],))
+        out[f"{kind}/joint"] = angle(A, B)
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# (d) PyTorch autograd (optional)
+# ---------------------------------------------------------------------------------------
+
+
+def torch_autograd(torch, a, p, n, margins=(0.2, 0.2)):
+    """Raw and Riemannian gradients by ``torch.autograd`` (chord_sq vs geodesic), then the eight angles.
+
+    The geodesic uses Kahan's angle :math:`2\\,\\mathrm{atan2}(\\|a-p\\|, \\|a+p\\|)`, as geotrip does.
+    """
+    mA, mB = margins
+
+    def grads(loss_fn):
+        x = [t.detach().requires_grad_(True) for t in (a, p, n)]
+        loss = loss_fn(*x).sum()
+        return torch.autograd.grad(loss, x)
+
+    def chord_sq(a_, p_, n_):
+        return torch.relu(((a_ - p_) ** 2).sum(-1) - ((a_ - n_) ** 2).sum(-1) + mA)
+
+    def ang(x, y):
+        return 2 * torch.atan2(torch.linalg.vector_norm(x - y, dim=-1), torch.linalg.vector_norm(x + y, dim=-1))
+
+    def geodesic(a_, p_, n_):
+        return torch.relu(ang(a_, p_) - ang(a_, n_) + mB)
+
+    gA, gB = grads(chord_sq), grads(geodesic)
+    proj = lambda x, g: g - (x * g).sum(-1, keepdim=True) * x
+
+    def vangle(u, v):
+        nu, nv = torch.linalg.vector_norm(u, dim=-1), torch.linalg.vector_norm(v, dim=-1)
+        ok = (nu > 0) & (nv > 0)
+        uh = u / torch.where(ok, nu, torch.ones_like(nu))[..., None]
+        vh = v / torch.where(ok, nv, torch.ones_like(nv))[..., None]
+        th = ang(uh, vh)
+        return torch.where(ok, th, torch.full_like(th, float("nan")))
+
+    out = {}
+    with torch.no_grad():
+        for kind in ("raw", "riemannian"):
+            A = gA if kind == "raw" else tuple(proj(x, g) for x, g in zip((a, p, n), gA))
+            B = gB if kind == "raw" else tuple(proj(x, g) for x, g in zip((a, p, n), gB))
+            for i, block in enumerate(("anchor", "positive", "negative")):
+                out[f"{kind}/{block}"] = vangle(A[i], B[i])
+            out[f"{kind}/joint"] = vangle(torch.cat(A, -1), torch.cat(B, -1))
+    return out
+
+
+def _agree(ref, got, *, atol):
+    """Largest |difference| (radians) where both are defined, and the share of rows where both are."""
+    worst, both = 0.0, 1.0
+    for k in KEYS:
+        r, g = np.asarray(ref[k], np.float64), np.asarray(got[k], np.float64)
+        ok = np.isfinite(r) & np.isfinite(g)
+        both = min(both, float(ok.mean()))
+        if ok.any():
+            worst = max(worst, float(np.max(np.abs(r[ok] - g[ok]))))
+    return {"max_abs_diff_rad": worst, "both_defined_min_share": both, "within_tolerance": worst <= atol}
+
+
+def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    import geotrip as gt
+
+    try:
+        import torch  # noqa: F401
+        torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
+    except ImportError:
+        torch = None
+        log("torch is not installed: skipping the PyTorch peer (pip install 'geotrip[torch]' or torch==2.13.0)")
+
+    elems = 2**22 if quick else 2**24      # N * d per input array for (a), (c): beyond the caches
+    n_cap = 2**18 if quick else 2**20      # at most this many configurations (d = 3)
+    elems_ad = 2**18 if quick else 2**21   # smaller for the slower autodiff and torch paths
+    reps = 3 if quick else 5
+    copy_bytes = 2**28                     # 256 MiB: far beyond the caches
+    bw = copy_bandwidth(copy_bytes, reps=reps)
+    log(f"copy bandwidth: {bw / 1e9:.2f} GB/s (read + write, {copy_bytes / 2**20:.0f} MiB np.copyto)")
+    closed = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n))
+    autodiff = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n))
+    rows = []
+    for d in DIMS:
+        N = min(n_cap, elems // d)
+        Nad = min(N, max(1024, elems_ad // d))
+        key = jax.random.key(d)
+        a, p, n = gt.uniform_sphere(key, (3, N), d, dtype=jnp.float32)
+        jax.block_until_ready(a)
+        limit = bw / (12 * d)  # configurations per second whose inputs can be read
+        t_cf = _best(lambda: jax.block_until_ready(closed(a, p, n)), reps=reps)
+        aa, pp, nn = a[:Nad], p[:Nad], n[:Nad]
+        t_ad = _best(lambda: jax.block_until_ready(autodiff(aa, pp, nn)), reps=max(2, reps - 2))
+        an, pn, nnp = (np.asarray(x) for x in (a, p, n))
+        t_np = _best(lambda: numpy_closed_form(an, pn, nnp), reps=max(2, reps - 2))
+        row = {"dim": d, "dtype": "float32", "N": N, "N_autodiff_torch": Nad,
+               "bytes_per_config": 12 * d,
+               "configs_per_s": {"closed_form": N / t_cf, "autodiff": Nad / t_ad, "numpy": N / t_np,
+                                 "read_bandwidth_limit": limit}}
+        ref_cf = closed(aa, pp, nn)
+        row["agreement"] = {"autodiff_vs_closed_form": _agree(autodiff(aa, pp, nn), ref_cf, atol=1e-3),
+                            "numpy_vs_closed_form": _agree(numpy_closed_form(an[:Nad], pn[:Nad], nnp[:Nad]),
+                                                           ref_cf, atol=1e-3)}
+        if torch is not None:
+            ta, tp, tn = (torch.from_numpy(np.array(x)) for x in (aa, pp, nn))
+            t_th = _best(lambda: torch_autograd(torch, ta, tp, tn), reps=max(2, reps - 2))
+            row["configs_per_s"]["torch"] = Nad / t_th
+            row["agreement"]["torch_vs_closed_form"] = _agree(
+                {k: v.numpy() for k, v in torch_autograd(torch, ta, tp, tn).items()}, ref_cf, atol=1e-3)
+        c = row["configs_per_s"]
+        row["ratios"] = {
+            "closed_form_over_read_limit": c["closed_form"] / limit,
+            "closed_form_over_autodiff": c["closed_form"] / c["autodiff"],
+            "closed_form_over_numpy": c["closed_form"] / c["numpy"],
+        }
+        if "torch" in c:
+            row["ratios"]["closed_form_over_torch"] = c["closed_form"] / c["torch"]
+            row["ratios"]["autodiff_over_torch"] = c["autodiff"] / c["torch"]
+        rows.append(row)
+        msg = ", ".join(f"{k} {v:.3g}/s" for k, v in c.items())
+        rat = ", ".join(f"{k} {v:.2f}" for k, v in row["ratios"].items())
+        log(f"d={d:5d} N={N}: {msg}")
+        log(f"        ratios: {rat}")
+    import platform
+    import os
+
+    return {
+        "suite": NAME,
+        "quick": quick,
+        "pair": ["chord_sq", "geodesic"],
+        "margins": [0.2, 0.2],
+        "copy_bandwidth_bytes_per_s": bw,
+        "torch": None if torch is None else torch.__version__,
+        "jax": jax.__version__,
+        "backend": jax.default_backend(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "machine": platform.machine(),
+        "rows": rows,
+    }
