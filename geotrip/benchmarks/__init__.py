@@ -15,6 +15,7 @@ __all__ = ["load_suites", "run_suites"]
 # One line per benchmark suite module.
 _SUITES = (
     "geotrip.benchmarks._angles",
+    "geotrip.benchmarks._training",
 )
 
 
