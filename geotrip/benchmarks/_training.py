@@ -65,7 +65,7 @@ def pml_steps_per_second(steps: int, *, seed: int = 0) -> dict:
 
     data = gt.make_task_data("clusters", seed=0, n_classes=SIZES["n_classes"], cluster_size=SIZES["cluster_size"],
                              dim=SIZES["d_in"], dtype="float32")
-    x = torch.from_numpy(np.asarray(data.x_train))
+    x = torch.from_numpy(np.array(data.x_train))  # a writable copy
     y = np.asarray(data.y_train)
     by_class = [np.flatnonzero(y == c) for c in np.unique(y)]
     yt = torch.from_numpy(y.astype(np.int64))
