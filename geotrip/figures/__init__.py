@@ -16,8 +16,9 @@ __all__ = ["FIGURES", "FigureSpec", "register_figure", "save_figure", "save_tabl
 # One line per figure module (one per issue/topic); keep this list sorted by layer.
 _FIGURE_MODULES = (
     "geotrip.figures._core",
-    "geotrip.figures._collapse",
+    "geotrip.figures._sweeps",
     "geotrip.figures._counterexamples",
+    "geotrip.figures._collapse",
 )
 
 
