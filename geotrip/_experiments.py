@@ -485,8 +485,9 @@ def wilson_interval(k, n, *, confidence: float = 0.95) -> tuple[np.ndarray, np.n
     den = 1 + z * z / nn
     mid = (p + z * z / (2 * nn)) / den
     half = z * np.sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / den
-    lo = np.where(n > 0, np.clip(mid - half, 0, 1), 0.0)
-    hi = np.where(n > 0, np.clip(mid + half, 0, 1), 1.0)
+    lo = np.where((n > 0) & (k > 0), np.clip(mid - half, 0, 1), 0.0)  # exact ends (no rounding past p)
+    hi = np.where((n > 0) & (k < n), np.clip(mid + half, 0, 1), 1.0)
+    lo, hi = np.minimum(lo, p), np.maximum(hi, p)
     return lo, hi
 
 
