@@ -326,18 +326,42 @@ def _mesh(devices):
     return Mesh(np.asarray(devs), ("configs",)), len(devs)
 
 
-@partial(jax.jit, static_argnames=("fn", "size", "sharding"))
-def _run_chunk(key, start, *, fn, size, sharding):
+_TILE = 64
+
+
+def _shard_map():
+    f = getattr(jax, "shard_map", None)
+    if f is None:  # older JAX
+        from jax.experimental.shard_map import shard_map as f
+    return f
+
+
+def _tiles(key, idx, fn):
+    """Evaluate fn on the keys of idx (length a multiple of _TILE) in fixed-size vmapped tiles.
+
+    Every tile is the same compiled computation whatever the chunk size or the device count,
+    which is what makes sweeps bitwise reproducible across both.
+    """
+    t = idx.reshape(-1, _TILE)
+
+    def tile(ids):
+        keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(ids)
+        return jax.vmap(fn)(keys)
+
+    out = jax.lax.map(tile, t)
+    return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), out)
+
+
+@partial(jax.jit, static_argnames=("fn", "size", "mesh"))
+def _run_chunk(key, start, *, fn, size, mesh):
     idx = start + jnp.arange(size, dtype=jnp.uint32)
-    if sharding is not None:
-        idx = jax.lax.with_sharding_constraint(idx, sharding)
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
-    out = jax.vmap(fn)(keys)
-    if sharding is not None:
-        out = jax.tree_util.tree_map(
-            lambda x: jax.lax.with_sharding_constraint(
-                x, jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec("configs"))), out)
-    return out
+    if mesh is None:
+        return _tiles(key, idx, fn)
+    from jax.sharding import PartitionSpec as P
+
+    f = _shard_map()(lambda k, i: _tiles(k, i, fn), mesh=mesh, in_specs=(P(), P("configs")),
+                     out_specs=P("configs"))
+    return f(key, idx)
 
 
 def sweep(
@@ -357,8 +381,9 @@ def sweep(
     sharded over a 1-D mesh of ``devices`` (default: every device JAX sees), so
     memory is bounded by the chunk and the work spreads over GPUs, a TPU slice or
     the host's CPU devices. The result does not depend on the chunk size or the
-    number of devices (up to the floating-point reassociation XLA may apply to
-    different batch shapes, none on the CPU backend in our tests).
+    number of devices, bitwise: each device evaluates whole tiles of 64 configurations
+    with one fixed compiled tile (``lax.map`` over ``vmap``), so every configuration
+    goes through the same code whatever the chunking (``shard_map`` over the mesh).
 
     Multi-host (``jax.distributed.initialize()`` on every host): ``jax.devices()``
     lists the global devices and each host computes its shard; the gathered result
@@ -386,13 +411,10 @@ def sweep(
         raise ValueError("num must be below 2**32 (configuration indices are uint32)")
     mesh, ndev = _mesh(devices)
     size = int(min(chunk_size, num))
-    # per-device rows: a multiple of 8, so that XLA emits the same vectorised code whatever
-    # the chunk size (very small batches get different code paths, last-bit differences)
-    per = -(-size // (8 * ndev)) * 8
+    # per-device rows: whole tiles of _TILE configurations (see _tiles)
+    per = -(-size // (_TILE * ndev)) * _TILE
     size = per * ndev
-    sharding = None
-    if ndev > 1 or devices is not None:
-        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("configs"))
+    use_mesh = mesh if (ndev > 1 or devices is not None) else None
     n_chunks = -(-num // size)
     if progress is None:
         progress = n_chunks > 4
@@ -403,7 +425,7 @@ def sweep(
         starts = tqdm(starts, total=n_chunks, unit="chunk", desc=f"sweep {num} configs")
     parts: dict[str, list[np.ndarray]] = {}
     for start in starts:
-        out = _run_chunk(key, jnp.uint32(start), fn=fn, size=size, sharding=sharding)
+        out = _run_chunk(key, jnp.uint32(start), fn=fn, size=size, mesh=use_mesh)
         take = min(size, num - start)
         for k, v in out.items():
             parts.setdefault(k, []).append(np.asarray(v)[:take])
