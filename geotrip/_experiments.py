@@ -433,11 +433,14 @@ def train_runs(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
 
 
 def train_grid(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[int], lrs: Sequence[float],
-               margins: Sequence[float], spreads: Sequence[float], dtype=None,
+               margins: Sequence[float], spreads: Sequence[float], dtype=None, max_batch: int | None = None,
                progress: bool | str = False) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
-    r"""All runs of the product grid distances x seeds x lrs x margins x spreads, in one vectorised batch.
+    r"""All runs of the product grid distances x seeds x lrs x margins x spreads, vectorised.
 
-    The distances are ``setup.distances``.
+    The distances are ``setup.distances``. With ``max_batch`` the runs go through
+    :func:`train_runs` in batches of at most ``max_batch`` (the last one padded to the
+    same size, so one compilation serves all; results are unchanged, since runs are
+    independent of their batch companions) to bound memory on large grids.
 
     Returns:
       ``(rows, history)``: one dict per run (``distance``, ``seed``, ``lr``, ``margin``,
@@ -449,8 +452,20 @@ def train_grid(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
                                 np.asarray(margins, float), np.asarray(spreads, float), indexing="ij")).reshape(5, -1)
     didx = grid[0].astype(np.int32)
     seeds_g = grid[1].astype(np.int64)
-    hist = train_runs(task, setup, data, seeds=seeds_g, lrs=grid[2], margins=grid[3], spreads=grid[4],
-                      distance_index=didx, dtype=dtype, progress=progress)
+    total = grid.shape[1]
+    size = total if not max_batch or max_batch >= total else int(max_batch)
+    if size < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    parts = []
+    for lo in range(0, total, size):
+        idx = np.arange(lo, lo + size).clip(max=total - 1)  # pad the last batch with the last run
+        h = train_runs(task, setup, data, seeds=seeds_g[idx], lrs=grid[2][idx], margins=grid[3][idx],
+                       spreads=grid[4][idx], distance_index=didx[idx], dtype=dtype, progress=progress)
+        keep = min(size, total - lo)
+        parts.append({k: v[:keep] for k, v in h.items() if k != "step"})
+        step = h["step"]
+    hist = {k: np.concatenate([p_[k] for p_ in parts]) for k in parts[0]}
+    hist["step"] = step
     rows = []
     for r in range(grid.shape[1]):
         row: dict[str, Any] = {"distance": setup.distances[didx[r]], "seed": int(seeds_g[r]), "lr": float(grid[2, r]),
@@ -519,7 +534,7 @@ class CollapseSweep:
       losses: ``(strategy, soft)`` pairs (a task's grid may override them with ``losses``).
       n_seeds: seeds ``seed0 .. seed0 + n_seeds - 1`` per grid point.
       grids: per task, a dict with ``steps``, ``eval_every``, ``lrs``, ``margins``, ``spreads``
-        (and optionally ``losses``, and ``per_strategy``: ``{strategy: {key: value}}``
+        (and optionally ``max_batch``: runs per vectorised batch, ``losses``, and ``per_strategy``: ``{strategy: {key: value}}``
         overrides, e.g. a smaller grid for the costlier miners).
       setup: common :class:`TrainSetup` fields (``p``, ``k``, ``hidden``, ``embed_dim``, ...).
       data: per task, keyword arguments of :func:`make_task_data`.
@@ -599,12 +614,12 @@ COLLAPSE_PRESETS: dict[str, CollapseSweep] = {
         losses=(("batch_hard", False), ("semihard", False), ("batch_all", False), ("random", False),
                 ("batch_hard", True)),
         n_seeds=32,
-        grids={"features": _grid(2000, 100, (0.01, 0.05, 0.2, 1.0), (0.05, 0.1, 0.2, 0.5, 1.0),
-                                 (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
-               "clusters": _grid(2000, 100, (3e-4, 1e-3, 3e-3, 1e-2), (0.05, 0.1, 0.2, 0.5, 1.0),
-                                 (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
-               "digits": _grid(2000, 100, (3e-4, 1e-3, 3e-3, 1e-2), (0.05, 0.1, 0.2, 0.5, 1.0),
-                               (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF))},
+        grids={t: dict(_grid(2000, 100, lrs, (0.05, 0.1, 0.2, 0.5, 1.0), (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
+                       max_batch=4096,
+                       per_strategy={"batch_all": dict(max_batch=512), "semihard": dict(max_batch=2048),
+                                     "random": dict(max_batch=2048)})
+               for t, lrs in (("features", (0.01, 0.05, 0.2, 1.0)), ("clusters", (3e-4, 1e-3, 3e-3, 1e-2)),
+                              ("digits", (3e-4, 1e-3, 3e-3, 1e-2)))},
         setup=dict(p=8, k=4, hidden=(128, 128), embed_dim=32),
         data={"features": dict(n_classes=8, n_per_class=4), "clusters": dict(n_classes=10, cluster_size=100, dim=64),
               "digits": {}},
@@ -809,7 +824,7 @@ def run_collapse_sweep(spec: CollapseSweep | str, out_dir: str | os.PathLike, *,
                          eval_every=int(g["eval_every"]), **dict(spec.setup))
         t0 = time.perf_counter()
         rows, hist = train_grid(task, setup, datas[task], seeds=seeds, lrs=g["lrs"], margins=g["margins"],
-                                spreads=g["spreads"], dtype=dtype)
+                                spreads=g["spreads"], dtype=dtype, max_batch=g.get("max_batch"))
         secs = time.perf_counter() - t0
         cid = _cell_id(cell)
         rows = [dict(cell=cid, task=task, strategy=strategy, soft=soft, **r, seconds=secs) for r in rows]

@@ -185,3 +185,28 @@ def test_cli_sweep_incremental_resume_and_figures(tmp_path, capsys):
                                            for r in phase)
     assert main(["collapse", "--preset", "nope", "--out", str(out)]) == 2
     assert "unknown preset" in capsys.readouterr().err
+
+
+def test_train_grid_batches_with_padding_match_one_batch():
+    data = _features_data()
+    kw = dict(lrs=[0.5], margins=[0.2], spreads=[0.01, np.inf])
+    # 3 distances x 5 seeds x 2 spreads = 30 runs in batches of 18 (the last padded from 12)
+    rows, hist = gt.train_grid("features", SETUP, data, seeds=range(5), max_batch=18, **kw)
+    ref, _ = gt.train_grid("features", SETUP, data, seeds=range(3), **kw)  # 18 runs, one batch
+    assert len(rows) == 30 and hist["mean_cos"].shape == (30, 3)
+    pick = {(r["distance"], r["seed"], r["spread"]): r for r in rows}
+    for r in ref:
+        other = pick[(r["distance"], r["seed"], r["spread"])]
+        for k in ("final_mean_cos", "final_erank", "final_loss", "collapsed"):
+            np.testing.assert_allclose(other[k], r[k], rtol=1e-9, atol=1e-12)
+
+
+def test_training_benchmark_skips_pml_with_a_message(monkeypatch):
+    import sys
+
+    from geotrip.benchmarks import _training
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    msg = _training.pml_skip_reason()
+    assert msg is not None and "skipped" in msg and "torch" in msg
+    assert "geotrip.benchmarks._training" in __import__("geotrip.benchmarks", fromlist=["_SUITES"])._SUITES

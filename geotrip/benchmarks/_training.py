@@ -101,6 +101,18 @@ def pml_steps_per_second(steps: int, *, seed: int = 0) -> dict:
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+def pml_skip_reason() -> str | None:
+    """``None`` when torch and pytorch-metric-learning import, else the message explaining the skip."""
+    try:
+        import torch  # noqa: F401
+        import pytorch_metric_learning  # noqa: F401
+    except ImportError as exc:
+        name = getattr(exc, "name", None) or "torch"
+        return (f"pytorch-metric-learning peer skipped: {name} is not installed "
+                "(pip install torch==2.13.0 pytorch-metric-learning)")
+    return None
+
+
 def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
     steps = 100 if quick else 500
     runs = 16 if quick else 64
@@ -114,12 +126,8 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
     out["sequential"] = {"runs": n_seq, "steps": steps, "seconds": dt1, "steps_per_s": n_seq * steps / dt1}
     log(f"training: sequential {n_seq} single runs x {steps} steps: {n_seq * steps / dt1:,.0f} steps/s ({dt1:.2f} s)")
     ratios = {"vmapped_over_sequential": out["vmapped"]["steps_per_s"] / out["sequential"]["steps_per_s"]}
-    try:
-        import torch  # noqa: F401
-        import pytorch_metric_learning  # noqa: F401
-    except ImportError as exc:
-        msg = (f"pytorch-metric-learning peer skipped: {exc.name} is not installed "
-               "(pip install torch==2.13.0 pytorch-metric-learning)")
+    msg = pml_skip_reason()
+    if msg is not None:
         out["pml"] = {"skipped": msg}
         log("training: " + msg)
     else:
