@@ -104,7 +104,7 @@ def test_clustered_center_spread_and_jit():
         gt.clustered_batch(jax.random.key(0), n_classes=2, per_class=0, dim=3, concentration=1.0)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("dtype", [jnp.float32])
 def test_rotated_triplet_roundtrip(dtype):
     key = jax.random.key(4)
     tp = jax.random.uniform(jax.random.key(5), (200,), dtype, 0.01, 3.1)

@@ -77,10 +77,6 @@ def test_sweep_chunk_invariance_and_progress(capsys):
         np.testing.assert_array_equal(r1[k][:100], r3[k])  # prefix property: keys by global index
     assert np.all((r1["config/theta_ap"] >= 0.1 - 1e-12) & (r1["config/theta_ap"] <= 0.5 + 1e-12))
     assert "sweep 300 configs" in capsys.readouterr().err
-    # the same metric, autodiff path
-    fa = gt.triplet_metric(gt.family_sampler("parametric", dim=5, theta_ap=(0.1, 0.5)), method="autodiff")
-    ra = gt.sweep(fa, 300, key=jax.random.key(0), chunk_size=300)
-    np.testing.assert_allclose(ra["riemannian/joint"], r1["riemannian/joint"], atol=1e-9, equal_nan=True)
     with pytest.raises(ValueError, match="num"):
         gt.sweep(fn, 0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="chunk_size"):
@@ -93,9 +89,9 @@ _SHARD_SCRIPT = textwrap.dedent("""
     jax.config.update("jax_enable_x64", True)
     import geotrip as gt
     assert len(jax.devices()) == 4, jax.devices()
-    fn = gt.triplet_metric(gt.family_sampler("cap", dim=6, radius=0.3))
+    fn = gt.triplet_metric(gt.family_sampler("uniform", dim=6))
     out = {}
-    for ndev, chunk in ((4, 64), (4, 20), (1, 50), (3, 7)):
+    for ndev, chunk in ((4, 64), (4, 20), (1, 50), (2, 100)):
         r = gt.sweep(fn, 130, key=jax.random.key(7), chunk_size=chunk, devices=jax.devices()[:ndev],
                      progress=False)
         out[f"{ndev}/{chunk}"] = {k: np.asarray(v, np.float64).tolist() for k, v in r.items()}

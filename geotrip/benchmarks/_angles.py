@@ -159,19 +159,26 @@ def torch_autograd(torch, a, p, n, margins=(0.2, 0.2)):
     return out
 
 
-def _agree(ref, got, *, atol):
-    """Largest |difference| (radians) where both are defined, and the share of rows where both are."""
-    worst, both = 0.0, 1.0
+def _agree(ref, got, *, atol, max_share=0.005):
+    """Agreement of two angle dicts where both are defined: the largest |difference| (radians),
+    the share of values off by more than ``atol`` (float32 angles between nearly cancelling
+    gradients are ill-conditioned, so a few may be), and whether that share is <= ``max_share``."""
+    worst, both, off = 0.0, 1.0, 0.0
     for k in KEYS:
         r, g = np.asarray(ref[k], np.float64), np.asarray(got[k], np.float64)
         ok = np.isfinite(r) & np.isfinite(g)
         both = min(both, float(ok.mean()))
         if ok.any():
-            worst = max(worst, float(np.max(np.abs(r[ok] - g[ok]))))
-    return {"max_abs_diff_rad": worst, "both_defined_min_share": both, "within_tolerance": worst <= atol}
+            diff = np.abs(r[ok] - g[ok])
+            worst = max(worst, float(diff.max()))
+            off = max(off, float((diff > atol).mean()))
+    return {"max_abs_diff_rad": worst, "share_off_by_more_than_atol": off, "atol_rad": atol,
+            "both_defined_min_share": both, "within_tolerance": off <= max_share}
 
 
-def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
+def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict | None = None) -> dict:
+    """Run the suite. ``sizes`` overrides the problem sizes (keys: elems, n_cap, elems_ad,
+    copy_bytes, reps; used by the tests to run it in seconds)."""
     import jax
     import jax.numpy as jnp
 
@@ -189,6 +196,15 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
     elems_ad = 2**18 if quick else 2**21   # smaller for the slower autodiff and torch paths
     reps = 3 if quick else 5
     copy_bytes = 2**28                     # 256 MiB: far beyond the caches
+    if sizes:
+        unknown = set(sizes) - {"elems", "n_cap", "elems_ad", "copy_bytes", "reps"}
+        if unknown:
+            raise ValueError(f"unknown size key(s) {sorted(unknown)}")
+        elems = sizes.get("elems", elems)
+        n_cap = sizes.get("n_cap", n_cap)
+        elems_ad = sizes.get("elems_ad", elems_ad)
+        copy_bytes = sizes.get("copy_bytes", copy_bytes)
+        reps = sizes.get("reps", reps)
     bw = copy_bandwidth(copy_bytes, reps=reps)
     log(f"copy bandwidth: {bw / 1e9:.2f} GB/s (read + write, {copy_bytes / 2**20:.0f} MiB np.copyto)")
     closed = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n))
