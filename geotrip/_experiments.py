@@ -598,8 +598,10 @@ COLLAPSE_PRESETS: dict[str, CollapseSweep] = {
     # `geotrip collapse --quick`: about 5 minutes on 2 CPU cores
     "quick": CollapseSweep(
         name="quick", tasks=("features", "clusters", "digits"), distances=_ALL5, losses=_HINGE_SOFT, n_seeds=8,
-        grids={"features": dict(_grid(200, 50, (0.05, 0.5), (0.1, 0.5), (0.01, 0.1, 0.3, _INF)),
-                                per_strategy={"semihard": dict(lrs=(0.5,))}),
+        grids={"features": dict(_grid(200, 50, (0.05, 0.5), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
+                                      losses=_HINGE_SOFT + (("random", False),)),
+                                # the costlier miners at the learning rate where batch-hard runs stay stuck
+                                per_strategy={"semihard": dict(lrs=(0.05,)), "random": dict(lrs=(0.05,))}),
                "clusters": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
                                  losses=(("batch_hard", False), ("batch_hard", True))),
                "digits": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
