@@ -5,6 +5,8 @@ Pure functions of explicit PRNG keys, with static output shapes.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 
@@ -232,7 +234,11 @@ def spherical_cap(key: Array, n, dim: int, *, radius, center: Array | None = Non
             raise ValueError(f"center must have shape ({dim},), got {center.shape}")
         dtype = _float_dtype(dtype if dtype is not None else center.dtype)
         center = normalize(center.astype(dtype))
-    shape = _shape(n)
+    return _cap_impl(key, center, jnp.asarray(radius, dtype), shape=_shape(n), dim=dim)
+
+
+@partial(jax.jit, static_argnames=("shape", "dim"))
+def _cap_impl(key, center, radius, *, shape, dim):
     c = jnp.broadcast_to(center, shape + (dim,))
     return _around(key, c, _sin_power(dim), radius)
 
@@ -296,6 +302,13 @@ def clustered_batch(
     if not isinstance(concentration, jax.core.Tracer) and not float(np.asarray(concentration)) > 0:
         raise ValueError(f"concentration must be > 0, got {concentration!r}")
     dtype = _float_dtype(dtype)
+    spread = None if center_spread is None else jnp.asarray(center_spread, dtype)
+    return _clustered_impl(key, jnp.asarray(concentration, dtype), spread, n_classes=int(n_classes),
+                           per_class=int(per_class), dim=dim, kind=kind, dtype=dtype)
+
+
+@partial(jax.jit, static_argnames=("n_classes", "per_class", "dim", "kind", "dtype"))
+def _clustered_impl(key, concentration, center_spread, *, n_classes, per_class, dim, kind, dtype):
     kc, kp, kx = jax.random.split(key, 3)
     if center_spread is None:
         centers = uniform_sphere(kc, n_classes, dim, dtype=dtype)

@@ -36,22 +36,21 @@ def test_closed_form_matches_autodiff(dim, dists):
 def test_closed_form_blocked_path_and_user_distance():
     # more rows than one block, a batch shape, and a user distance (raw part by autodiff)
     cube = gt.make_distance("cube", lambda t: t ** 3)
-    a, p, n = gt.uniform_sphere(jax.random.key(1), (3, 3, 700), 5)
+    a, p, n = gt.uniform_sphere(jax.random.key(1), (3, 2, 600), 5)
     r1 = gt.gradient_angles(a, p, n, distances=(cube, "chord_sq"), margins=(1.0, 0.5))
     r2 = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n, distances=(cube, "chord_sq"),
                                                                 margins=(1.0, 0.5)))(a, p, n)
     for k in gt.GRADIENT_ANGLE_KEYS:
-        assert r2[k].shape == (3, 700)
+        assert r2[k].shape == (2, 600)
         np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
 
 
-@pytest.mark.parametrize("eps", [1e-6, 1e-4])
-def test_closed_form_near_degenerate_float32(eps):
+def test_closed_form_near_degenerate_float32():
     """float32 closed form near coincident/antipodal pairs against the float64 autodiff path."""
-    for tap in (eps, np.pi - eps):
-        tp = jnp.full((50,), tap)
-        tn = jnp.linspace(0.3, 2.8, 50)
-        ps = jnp.linspace(0.2, 3.0, 50)
+    eps = jnp.repeat(jnp.asarray([1e-6, 1e-5, 1e-4]), 40)
+    for tp in (eps, np.pi - eps):
+        tn = jnp.tile(jnp.linspace(0.3, 2.8, 40), 3)
+        ps = jnp.tile(jnp.linspace(0.2, 3.0, 40), 3)
         a, p, n = gt.rotated_triplet(jax.random.key(3), tp, tn, ps, dim=8)
         a32, p32, n32 = (x.astype(jnp.float32) for x in (a, p, n))
         # reference: float64 autodiff on the very float32 triplet (rounding moves p by ~6e-8,

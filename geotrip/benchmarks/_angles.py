@@ -178,7 +178,7 @@ def _agree(ref, got, *, atol, max_share=0.005):
 
 def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict | None = None) -> dict:
     """Run the suite. ``sizes`` overrides the problem sizes (keys: elems, n_cap, elems_ad,
-    copy_bytes, reps; used by the tests to run it in seconds)."""
+    copy_bytes, reps, dims; used by the tests to run it in seconds)."""
     import jax
     import jax.numpy as jnp
 
@@ -197,7 +197,7 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict 
     reps = 3 if quick else 5
     copy_bytes = 2**28                     # 256 MiB: far beyond the caches
     if sizes:
-        unknown = set(sizes) - {"elems", "n_cap", "elems_ad", "copy_bytes", "reps"}
+        unknown = set(sizes) - {"elems", "n_cap", "elems_ad", "copy_bytes", "reps", "dims"}
         if unknown:
             raise ValueError(f"unknown size key(s) {sorted(unknown)}")
         elems = sizes.get("elems", elems)
@@ -215,7 +215,7 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict 
     one_pass = jax.jit(lambda a, p, n: (lambda B: (B[0].g11, B[0].g22, B[0].g12, B[1], B[2]))(_gram_sums(a, p, n)))
     autodiff = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n))
     rows = []
-    for d in DIMS:
+    for d in (sizes or {}).get("dims", DIMS):
         N = min(n_cap, elems // d)
         Nad = min(N, max(1024, elems_ad // d))
         key = jax.random.key(d)
