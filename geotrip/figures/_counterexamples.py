@@ -140,41 +140,45 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     LA, LB = np.array(LA), np.array(LB)
 
     fig = plt.figure(figsize=(11, 4.6), constrained_layout=True)
-    ax = fig.add_subplot(1, 2, 1, projection="3d")
-    # view from the centroid direction of the configuration
-    c = X3.mean(0)
-    c = c / np.linalg.norm(c)
-    elev, azim = np.degrees(np.arcsin(np.clip(c[2], -1, 1))), np.degrees(np.arctan2(c[1], c[0]))
-    elev = min(elev + 35.0, 89.0)  # look down on the configuration (a circle when d = 2)
-    u, v = np.mgrid[0:2 * np.pi:60j, 0:np.pi:30j]
-    ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
-    roles = {}
-    for k, (a, p, n) in enumerate(t):
-        for (i, j), col in (((a, p), "C2"), ((a, n), "C3")):
-            w = np.linspace(0, 1, 30)[:, None]
-            arc = X3[i] * (1 - w) + X3[j] * w
-            arc /= np.linalg.norm(arc, axis=1, keepdims=True)
-            ax.plot(*arc.T, color=col, lw=1.5, alpha=0.8)
-        roles.setdefault(a, []).append(f"a{k + 1}")
-        roles.setdefault(p, []).append(f"p{k + 1}")
-        roles.setdefault(n, []).append(f"n{k + 1}")
-    ax.scatter(*X3.T, color="k", s=25, depthshade=False)
-    for i, lab in roles.items():
-        ax.text(*(X3[i] * 1.08), ",".join(lab), fontsize=8)
-    span = min(np.max(np.linalg.norm(X3 - c, axis=1)) + 0.15, 1.05)
-    scale = 0.5 * span
-    ax.quiver(*X3.T, *(scale * DA).T, color="C0", lw=1.6, arrow_length_ratio=0.25, label="descent of chord_sq")
-    ax.quiver(*X3.T, *(scale * DB).T, color="C1", lw=1.6, arrow_length_ratio=0.25, label="descent of geodesic")
-    lim = [(c[i] - span, c[i] + span) for i in range(3)]
-    ax.set_xlim(*lim[0]), ax.set_ylim(*lim[1]), ax.set_zlim(*lim[2])
-    ax.set_box_aspect((1, 1, 1))
-    ax.view_init(elev=elev, azim=azim)
-    ax.set_axis_off()
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(f"k = {t.shape[0]} triplets on S$^{{{d - 1}}}$" + (" (drawn in S$^2$)" if d < 3 else "")
-                 + f": gradient angle {doc['claims']['angle_deg']:.2f}°\n"
-                 "green: anchor–positive, red: anchor–negative; arrows: unit descent directions (scaled)",
-                 fontsize=9)
+    if d == 2:
+        _draw_circle_unrolled(fig.add_subplot(1, 2, 1), X, t, -GA / np.linalg.norm(GA), -GB / np.linalg.norm(GB),
+                              doc["claims"]["angle_deg"])
+    else:
+        ax = fig.add_subplot(1, 2, 1, projection="3d")
+        # view from the centroid direction of the configuration
+        c = X3.mean(0)
+        c = c / np.linalg.norm(c)
+        elev, azim = np.degrees(np.arcsin(np.clip(c[2], -1, 1))), np.degrees(np.arctan2(c[1], c[0]))
+        elev = min(elev + 35.0, 89.0)  # look down on the configuration (a circle when d = 2)
+        u, v = np.mgrid[0:2 * np.pi:60j, 0:np.pi:30j]
+        ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
+        roles = {}
+        for k, (a, p, n) in enumerate(t):
+            for (i, j), col in (((a, p), "C2"), ((a, n), "C3")):
+                w = np.linspace(0, 1, 30)[:, None]
+                arc = X3[i] * (1 - w) + X3[j] * w
+                arc /= np.linalg.norm(arc, axis=1, keepdims=True)
+                ax.plot(*arc.T, color=col, lw=1.5, alpha=0.8)
+            roles.setdefault(a, []).append(f"a{k + 1}")
+            roles.setdefault(p, []).append(f"p{k + 1}")
+            roles.setdefault(n, []).append(f"n{k + 1}")
+        ax.scatter(*X3.T, color="k", s=25, depthshade=False)
+        for i, lab in roles.items():
+            ax.text(*(X3[i] * 1.08), ",".join(lab), fontsize=8)
+        span = min(np.max(np.linalg.norm(X3 - c, axis=1)) + 0.15, 1.05)
+        scale = 0.5 * span
+        ax.quiver(*X3.T, *(scale * DA).T, color="C0", lw=1.6, arrow_length_ratio=0.25, label="descent of chord_sq")
+        ax.quiver(*X3.T, *(scale * DB).T, color="C1", lw=1.6, arrow_length_ratio=0.25, label="descent of geodesic")
+        lim = [(c[i] - span, c[i] + span) for i in range(3)]
+        ax.set_xlim(*lim[0]), ax.set_ylim(*lim[1]), ax.set_zlim(*lim[2])
+        ax.set_box_aspect((1, 1, 1))
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_axis_off()
+        ax.legend(loc="upper left", fontsize=8)
+        ax.set_title(f"k = {t.shape[0]} triplets on S$^{{{d - 1}}}$" + (" (drawn in S$^2$)" if d < 3 else "")
+                     + f": gradient angle {doc['claims']['angle_deg']:.2f}°\n"
+                     "green: anchor–positive, red: anchor–negative; arrows: unit descent directions (scaled)",
+                     fontsize=9)
     ax2 = fig.add_subplot(1, 2, 2)
     ax2.plot(ts, LA - LA[0], color="C0", lw=2, label="Δ chord_sq loss (A)")
     ax2.plot(ts, LB - LB[0], color="C1", lw=2, label="Δ geodesic loss (B)")
@@ -199,3 +203,48 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
                                     "found": {"k": found.k, "dim": found.dim, "value": found.value},
                                     "distances": list(_PAIR), "margins": list(_MARGINS)})
     return paths + [cpath]
+
+
+def _draw_circle_unrolled(ax, X, t, DA, DB, angle_deg):
+    """A configuration on the circle S^1, unrolled: points at their polar angles, arcs for the
+    anchor-positive (green, above) and anchor-negative (red, below) pairs, and the tangential
+    components of both unit descent directions as arrows."""
+    phi = np.arctan2(X[:, 1], X[:, 0])
+    ref = np.angle(np.mean(np.exp(1j * phi)))
+    phi = np.degrees(np.angle(np.exp(1j * (phi - ref))))  # centred on the mean direction
+    tang = np.stack([-np.sin(np.radians(phi) + ref), np.cos(np.radians(phi) + ref)], 1)
+    vA, vB = np.sum(DA * tang, 1), np.sum(DB * tang, 1)
+    span = max(np.ptp(phi), 1.0)
+    for k, (a, p, n) in enumerate(t):
+        for j, col, sign in ((p, "C2", 1), (n, "C3", -1)):
+            xs = np.linspace(phi[a], phi[j], 50)
+            h = sign * (0.18 + 0.1 * k) * np.sin(np.linspace(0, np.pi, 50))
+            ax.plot(xs, h, color=col, lw=1.4, alpha=0.85)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.scatter(phi, np.zeros_like(phi), color="k", s=30, zorder=3)
+    roles = {}
+    for k, (a, p, n) in enumerate(t):
+        for i, lab in ((a, "a"), (p, "p"), (n, "n")):
+            roles.setdefault(int(i), []).append(f"{lab}{k + 1}")
+    order = np.argsort(phi)
+    for rank, i in enumerate(order):
+        ax.annotate(",".join(roles.get(int(i), [])), (phi[i], 0), xytext=(0, 10 if rank % 2 else -16),
+                    textcoords="offset points", ha="center", fontsize=8)
+    scale = 0.35 * span / max(np.max(np.abs(vA)), np.max(np.abs(vB)), 1e-12)
+    for rank, i in enumerate(order):
+        lift = 0.08 * (rank % 2)  # stagger neighbouring arrows
+        for v, y, col in ((vA[i], 0.52 + lift, "C0"), (vB[i], -0.52 - lift, "C1")):
+            if abs(v) > 1e-12:
+                ax.annotate("", (phi[i] + scale * v, y), (phi[i], y),
+                            arrowprops=dict(arrowstyle="->", color=col, lw=1.8))
+            ax.plot([phi[i], phi[i]], [0, y], color="0.85", lw=0.6, zorder=0)
+    ax.plot([], [], color="C0", lw=1.8, label="descent of chord_sq (tangential)")
+    ax.plot([], [], color="C1", lw=1.8, label="descent of geodesic (tangential)")
+    ax.plot([], [], color="C2", label="anchor–positive")
+    ax.plot([], [], color="C3", label="anchor–negative")
+    ax.set_ylim(-0.8, 0.9)
+    ax.set_xlim(phi.min() - 0.25 * span, phi.max() + 0.25 * span)
+    ax.set_yticks([])
+    ax.set_xlabel("position on the circle S¹ (degrees from the mean direction)")
+    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    ax.set_title(f"k = {t.shape[0]} triplets on S¹ (unrolled): gradient angle {angle_deg:.2f}°", fontsize=10)
