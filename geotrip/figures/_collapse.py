@@ -195,10 +195,15 @@ def _figure_sweep(seed: int, quick: bool) -> Path:
     """Run (once per process) the small preset behind the registered figures."""
     from .._experiments import run_collapse_sweep
 
+    import jax
+
     key = (seed, quick)
     if key not in _CACHE:
         tmp = Path(tempfile.mkdtemp(prefix="geotrip-collapse-"))
-        run_collapse_sweep("figure-quick" if quick else "figure", tmp, seed0=seed, progress=False)
+        # Train in float32, as `geotrip collapse` does, whatever `geotrip figures --x64` says:
+        # the PRNG streams (and so the starts) depend on the dtype.
+        with jax.enable_x64(False):
+            run_collapse_sweep("figure-quick" if quick else "figure", tmp, seed0=seed, progress=False)
         _CACHE[key] = tmp
     return _CACHE[key]
 
