@@ -20,6 +20,17 @@ __all__ = ["parametric_triplet", "triplet_angles", "CLUSTER_KINDS"]
 Array = jax.Array
 
 
+def _triplet_angle_arrays(theta_ap, theta_an, psi, dtype):
+    """Broadcast the three angles to one floating dtype (theirs, else JAX's default float)."""
+    if dtype is None:
+        dtype = jnp.result_type(*(jnp.asarray(v).dtype if hasattr(v, "dtype") else float
+                                  for v in (theta_ap, theta_an, psi)))
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+    tp, tn, ps = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=dtype) for v in (theta_ap, theta_an, psi)))
+    return tp, tn, ps, dtype
+
+
 def parametric_triplet(
     theta_ap: Array | float,
     theta_an: Array | float,
@@ -55,12 +66,7 @@ def parametric_triplet(
     """
     if not isinstance(dim, int) or dim < 3:
         raise ValueError(f"dim must be an integer >= 3 for a parametric triplet, got {dim!r}")
-    if dtype is None:
-        dtype = jnp.result_type(*(jnp.asarray(v).dtype if hasattr(v, "dtype") else float
-                                  for v in (theta_ap, theta_an, psi)))
-        if not jnp.issubdtype(dtype, jnp.floating):
-            dtype = jnp.result_type(float)
-    tp, tn, ps = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=dtype) for v in (theta_ap, theta_an, psi)))
+    tp, tn, ps, dtype = _triplet_angle_arrays(theta_ap, theta_an, psi, dtype)
     zeros = jnp.zeros(tp.shape + (dim - 3,), dtype)
     one, zero = jnp.ones_like(tp), jnp.zeros_like(tp)
     a = jnp.concatenate([jnp.stack([one, zero, zero], -1), zeros], -1)
@@ -360,12 +366,7 @@ def rotated_triplet(key: Array, theta_ap, theta_an, psi, *, dim: int, dtype=None
       ``(a, p, n)`` each of shape ``broadcast(...).shape + (dim,)``.
     """
     dim = _check_dim(dim, 3)
-    if dtype is None:
-        dtype = jnp.result_type(*(jnp.asarray(v).dtype if hasattr(v, "dtype") else float
-                                  for v in (theta_ap, theta_an, psi)))
-        if not jnp.issubdtype(dtype, jnp.floating):
-            dtype = jnp.result_type(float)
-    tp, tn, ps = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=dtype) for v in (theta_ap, theta_an, psi)))
+    tp, tn, ps, dtype = _triplet_angle_arrays(theta_ap, theta_an, psi, dtype)
     e1, e2, e3 = _random_frame(key, tp.shape, dim, dtype)
     c = lambda x: x[..., None]
     a = e1

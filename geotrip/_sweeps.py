@@ -53,7 +53,7 @@ import numpy as np
 
 from ._configs import clustered_batch, rotated_triplet, spherical_cap, uniform_sphere
 from ._distances import DISTANCES, Distance, lookup_distance
-from ._geometry import project_tangent
+from ._geometry import _safe_sqrt as _sqrt0, project_tangent
 from ._gradients import _masked_angle, _pair, _raw_triplet_grads, gradient_angles
 from ._losses import check_triplet_inputs, hinge_slope
 from ._mining import mine_triplets
@@ -77,11 +77,6 @@ ANGLE_THRESHOLDS_DEG = (30.0, 60.0, 90.0)
 # ----------------------------------------------------------------------------------------
 # Closed-form gradient angles
 # ----------------------------------------------------------------------------------------
-
-
-def _sqrt0(q):
-    pos = q > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, q, jnp.ones_like(q))), jnp.zeros_like(q))
 
 
 # Coefficient vectors in the basis (a, delta_p, delta_n) are tuples of three arrays (not
