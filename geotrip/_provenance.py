@@ -13,9 +13,10 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["provenance", "write_provenance", "git_revision"]
 
@@ -32,11 +33,17 @@ def git_revision() -> dict[str, Any]:
     try:
         rev = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         status = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         return {"revision": rev, "dirty": bool(status)}
     except (OSError, subprocess.SubprocessError):
@@ -92,9 +99,12 @@ def provenance(
         "versions": _versions(packages),
         "device": _devices(),
         "git": git_revision(),
-        "platform": {"system": platform.system(), "machine": platform.machine(),
-                     "cpu_count": os.cpu_count()},
-        "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "platform": {
+            "system": platform.system(),
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+        },
+        "time_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "parameters": dict(extra or {}),
     }
 

@@ -59,7 +59,9 @@ def check_points(x: Any, name: str, *, unit: bool = True, min_ndim: int = 1) -> 
     """
     arr = as_float_array(x, name)
     if arr.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} axis (shape (..., d)), got shape {arr.shape}")
+        raise ValueError(
+            f"{name} must have at least {min_ndim} axis (shape (..., d)), got shape {arr.shape}"
+        )
     if arr.shape[-1] < 1:
         raise ValueError(f"{name} must have a non-empty last (vector) axis, got shape {arr.shape}")
     if is_concrete(arr):
@@ -97,14 +99,20 @@ def check_triplets(triplets: Any, n_points: int, name: str = "triplets") -> jax.
         if raw.dtype.kind == "f":
             if raw.size and not np.all(np.isfinite(raw)):
                 raise ValueError(f"{name} must be integer indices, got non-finite floats")
-            raise TypeError(f"{name} must be an integer array of row indices, got dtype {raw.dtype}")
+            raise TypeError(
+                f"{name} must be an integer array of row indices, got dtype {raw.dtype}"
+            )
         if raw.dtype.kind not in "iu":
-            raise TypeError(f"{name} must be an integer array of row indices, got dtype {raw.dtype}")
+            raise TypeError(
+                f"{name} must be an integer array of row indices, got dtype {raw.dtype}"
+            )
         t = jnp.asarray(raw)
     if not jnp.issubdtype(t.dtype, jnp.integer):
         raise TypeError(f"{name} must be an integer array of row indices, got dtype {t.dtype}")
     if t.ndim != 2 or t.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (k, 3) of (anchor, positive, negative) indices, got {t.shape}")
+        raise ValueError(
+            f"{name} must have shape (k, 3) of (anchor, positive, negative) indices, got {t.shape}"
+        )
     if is_concrete(t) and t.size:
         host = np.asarray(t)
         lo, hi = int(host.min()), int(host.max())

@@ -5,12 +5,12 @@ import os
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
-import hypothesis  # noqa: E402
+import hypothesis
 
 hypothesis.settings.register_profile("ci", max_examples=30, deadline=None, derandomize=True)
 hypothesis.settings.register_profile("dev", max_examples=30, deadline=None)

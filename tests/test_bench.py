@@ -15,10 +15,18 @@ from geotrip.cli import main
 def _data(d, N=300, dtype=jnp.float64):
     a, p, n = gt.uniform_sphere(jax.random.key(d), (3, N), d, dtype=dtype)
     # include near-coincident positives
-    a2, p2, n2 = gt.rotated_triplet(jax.random.key(1), jnp.full((20,), 1e-5), jnp.linspace(0.2, 3, 20),
-                                    jnp.linspace(0.1, 3, 20), dim=d)
-    return (jnp.concatenate([a, a2.astype(dtype)]), jnp.concatenate([p, p2.astype(dtype)]),
-            jnp.concatenate([n, n2.astype(dtype)]))
+    a2, p2, n2 = gt.rotated_triplet(
+        jax.random.key(1),
+        jnp.full((20,), 1e-5),
+        jnp.linspace(0.2, 3, 20),
+        jnp.linspace(0.1, 3, 20),
+        dim=d,
+    )
+    return (
+        jnp.concatenate([a, a2.astype(dtype)]),
+        jnp.concatenate([p, p2.astype(dtype)]),
+        jnp.concatenate([n, n2.astype(dtype)]),
+    )
 
 
 @pytest.mark.parametrize("d", [3, 64])
@@ -44,7 +52,14 @@ def test_torch_peer_matches_autodiff():
 
 def test_suite_runs_with_tiny_sizes():
     lines = []
-    tiny = {"elems": 2**13, "n_cap": 2**11, "elems_ad": 2**12, "copy_bytes": 2**22, "reps": 1, "dims": (8,)}
+    tiny = {
+        "elems": 2**13,
+        "n_cap": 2**11,
+        "elems_ad": 2**12,
+        "copy_bytes": 2**22,
+        "reps": 1,
+        "dims": (8,),
+    }
     res = _angles.run(quick=True, log=lines.append, sizes=tiny)
     assert res["suite"] == "angles" and [r["dim"] for r in res["rows"]] == [8]
     assert _angles.DIMS == (3, 128, 1024)
@@ -53,8 +68,12 @@ def test_suite_runs_with_tiny_sizes():
         assert all(v > 0 for v in c.values())
         assert row["agreement"]["numpy_vs_closed_form"]["within_tolerance"]
         assert row["agreement"]["autodiff_vs_closed_form"]["within_tolerance"]
-        assert row["ratios"]["closed_form_over_read_limit"] == pytest.approx(c["closed_form"] / c["read_bandwidth_limit"])
-        assert row["ratios"]["closed_form_over_autodiff"] == pytest.approx(c["closed_form"] / c["autodiff"])
+        assert row["ratios"]["closed_form_over_read_limit"] == pytest.approx(
+            c["closed_form"] / c["read_bandwidth_limit"]
+        )
+        assert row["ratios"]["closed_form_over_autodiff"] == pytest.approx(
+            c["closed_form"] / c["autodiff"]
+        )
     assert any("ratios" in s for s in lines)
     json.dumps(res)
 

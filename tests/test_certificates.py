@@ -22,12 +22,22 @@ def _rows(X, q=12):
     return C.format_decimal_points(X, q)
 
 
-def _cert(X, t, dA="chord_sq", dB="geodesic", mA=0.2, mB=0.2, soft=False, claims=None, assertions=()):
+def _cert(
+    X, t, dA="chord_sq", dB="geodesic", mA=0.2, mB=0.2, soft=False, claims=None, assertions=()
+):
     rows = _rows(X)
-    c = {"format": C.CERTIFICATE_FORMAT, "points": rows, "triplets": np.asarray(t).tolist(),
-         "losses": {"A": {"distance": dA, "margin": repr(mA)}, "B": {"distance": dB, "margin": repr(mB)},
-                    "soft": soft},
-         "claims": claims or {"loss_A": 0.0}, "assertions": list(assertions)}
+    c = {
+        "format": C.CERTIFICATE_FORMAT,
+        "points": rows,
+        "triplets": np.asarray(t).tolist(),
+        "losses": {
+            "A": {"distance": dA, "margin": repr(mA)},
+            "B": {"distance": dB, "margin": repr(mB)},
+            "soft": soft,
+        },
+        "claims": claims or {"loss_A": 0.0},
+        "assertions": list(assertions),
+    }
     return c
 
 
@@ -54,31 +64,53 @@ def test_verifier_is_independent_of_jax_and_geotrip_numerics():
         elif isinstance(node, ast.ImportFrom):
             mods.add(("." * node.level) + (node.module or ""))
     assert not any(m.startswith(("jax", ".", "geotrip")) for m in mods), mods
-    assert "grad" not in (ROOT / "geotrip" / "_certificates.py").read_text().replace("grads(", "").replace(
-        "grad_", "").replace("gradient", "").replace("Grad", "").replace("GRAD", "").replace("_grad", "")
+    assert "grad" not in (ROOT / "geotrip" / "_certificates.py").read_text().replace(
+        "grads(", ""
+    ).replace("grad_", "").replace("gradient", "").replace("Grad", "").replace("GRAD", "").replace(
+        "_grad", ""
+    )
 
 
-@pytest.mark.parametrize("pair", [("chord_sq", "geodesic"), ("geodesic_sq", "chord"), ("cosine", "chord_sq")])
+@pytest.mark.parametrize(
+    "pair", [("chord_sq", "geodesic"), ("geodesic_sq", "chord"), ("cosine", "chord_sq")]
+)
 @pytest.mark.parametrize("soft", [False, True])
 def test_closed_forms_match_geotrip(pair, soft):
     rng = np.random.default_rng(3)
     t = np.array([[0, 1, 2], [0, 3, 4], [2, 1, 5]])
     X = _exact_points(_rows(rng.normal(size=(6, 4))))
-    cert = _cert(X, t, *pair, mA=0.3, mB=0.1, soft=soft, claims={"step": {"size": 0.01, "along": "A",
-                                                                            "delta_A": 0.0, "delta_B": 0.0}})
+    cert = _cert(
+        X,
+        t,
+        *pair,
+        mA=0.3,
+        mB=0.1,
+        soft=soft,
+        claims={"step": {"size": 0.01, "along": "A", "delta_A": 0.0, "delta_B": 0.0}},
+    )
     Xj, tj = jnp.asarray(X), jnp.asarray(t, dtype=jnp.int32)
     for backend in ("float64", "mpmath"):
         q = gt.certificate_quantities(cert, backend=backend)
-        dd = gt.descent_disagreement(Xj, tj, distances=pair, margins=(0.3, 0.1), step=0.01, soft=soft)
+        dd = gt.descent_disagreement(
+            Xj, tj, distances=pair, margins=(0.3, 0.1), step=0.01, soft=soft
+        )
         ang = gt.batch_gradient_angle(Xj, tj, distances=pair, margins=(0.3, 0.1), soft=soft)
-        raw = gt.batch_gradient_angle(Xj, tj, distances=pair, margins=(0.3, 0.1), soft=soft, riemannian=False)
+        raw = gt.batch_gradient_angle(
+            Xj, tj, distances=pair, margins=(0.3, 0.1), soft=soft, riemannian=False
+        )
         if np.isfinite(float(ang)):
             assert q["angle_deg"] == pytest.approx(np.degrees(float(ang)), abs=1e-9)
             assert q["raw_angle_deg"] == pytest.approx(np.degrees(float(raw)), abs=1e-9)
-        for k1, k2 in (("loss_A", "loss/A"), ("loss_B", "loss/B"), ("grad_norm_A", "grad_norm/A"),
-                       ("grad_norm_B", "grad_norm/B"), ("slope_B_along_A", "slope/B_along_A"),
-                       ("slope_A_along_B", "slope/A_along_B"), ("step.delta_A", "step/A_along_A"),
-                       ("step.delta_B", "step/B_along_A")):
+        for k1, k2 in (
+            ("loss_A", "loss/A"),
+            ("loss_B", "loss/B"),
+            ("grad_norm_A", "grad_norm/A"),
+            ("grad_norm_B", "grad_norm/B"),
+            ("slope_B_along_A", "slope/B_along_A"),
+            ("slope_A_along_B", "slope/A_along_B"),
+            ("step.delta_A", "step/A_along_A"),
+            ("step.delta_B", "step/B_along_A"),
+        ):
             if k1 in q:
                 assert q[k1] == pytest.approx(float(dd[k2]), rel=1e-9, abs=1e-12), (backend, k1)
 
@@ -97,16 +129,28 @@ def test_good_certificate_verifies(descent_cert):
         assert abs(sum((x / nrm) ** 2 for x in row) - 1) < mpmath.mpf(10) ** -45
 
 
-@pytest.mark.parametrize("edit, needle", [
-    (lambda d: d["claims"].__setitem__("angle_deg", d["claims"]["angle_deg"] + 1e-3), "angle_deg: claimed"),
-    (lambda d: d["claims"].__setitem__("slope_B_along_A", -d["claims"]["slope_B_along_A"]), "slope_B_along_A"),
-    (lambda d: d["claims"]["step"].__setitem__("delta_B", -d["claims"]["step"]["delta_B"]), "step.delta_B"),
-    (lambda d: d["claims"]["z_A"].__setitem__(0, d["claims"]["z_A"][0] + 0.01), "z_A[0]"),
-    (lambda d: d["assertions"].append("angle_deg > 179"), "is false"),
-    (lambda d: d["points"][1].__setitem__(0, str(float(d["points"][1][0]) + 0.01)), "claimed"),
-    (lambda d: d["losses"]["A"].__setitem__("margin", "0.25"), "claimed"),
-    (lambda d: d["losses"]["B"].__setitem__("distance", "chord"), "claimed"),
-])
+@pytest.mark.parametrize(
+    "edit, needle",
+    [
+        (
+            lambda d: d["claims"].__setitem__("angle_deg", d["claims"]["angle_deg"] + 1e-3),
+            "angle_deg: claimed",
+        ),
+        (
+            lambda d: d["claims"].__setitem__("slope_B_along_A", -d["claims"]["slope_B_along_A"]),
+            "slope_B_along_A",
+        ),
+        (
+            lambda d: d["claims"]["step"].__setitem__("delta_B", -d["claims"]["step"]["delta_B"]),
+            "step.delta_B",
+        ),
+        (lambda d: d["claims"]["z_A"].__setitem__(0, d["claims"]["z_A"][0] + 0.01), "z_A[0]"),
+        (lambda d: d["assertions"].append("angle_deg > 179"), "is false"),
+        (lambda d: d["points"][1].__setitem__(0, str(float(d["points"][1][0]) + 0.01)), "claimed"),
+        (lambda d: d["losses"]["A"].__setitem__("margin", "0.25"), "claimed"),
+        (lambda d: d["losses"]["B"].__setitem__("distance", "chord"), "claimed"),
+    ],
+)
 def test_rejects_false_claims(descent_cert, edit, needle):
     _, doc = descent_cert
     bad = copy.deepcopy(doc)
@@ -140,7 +184,9 @@ def test_k1_bound_over_random_configurations():
     rng = np.random.default_rng(0)
     worst = 0.0
     for _ in range(40):
-        X = _exact_points(_rows(rng.normal(size=(3, 3)) * [1, 1, 1] + [[0, 0, 0], [0.5, 0, 0], [0.9, 0, 0]]))
+        X = _exact_points(
+            _rows(rng.normal(size=(3, 3)) * [1, 1, 1] + [[0, 0, 0], [0.5, 0, 0], [0.9, 0, 0]])
+        )
         q = gt.certificate_quantities(_cert(X, [[0, 1, 2]], mA=4.5, mB=3.5), backend="float64")
         if "angle_deg" in q:
             worst = max(worst, q["angle_deg"])
@@ -153,8 +199,13 @@ def test_hinge_boundary_is_not_certifiable():
     with mpmath.workdps(60):
         P = [[mpmath.mpf(c) for c in r] for r in rows]
         P = [[x / mpmath.sqrt(sum(y * y for y in r)) for x in r] for r in P]
-        ang = lambda x, y: 2 * mpmath.atan2(mpmath.norm([u - v for u, v in zip(x, y)]),
-                                            mpmath.norm([u + v for u, v in zip(x, y)]))
+        ang = lambda x, y: (
+            2
+            * mpmath.atan2(
+                mpmath.norm([u - v for u, v in zip(x, y)]),
+                mpmath.norm([u + v for u, v in zip(x, y)]),
+            )
+        )
         m = ang(P[0], P[2]) - ang(P[0], P[1])  # geodesic z = 0 exactly (to 60 digits)
         margin = mpmath.nstr(m, 40)
     cert = _cert(np.zeros((3, 3)) + 1, [[0, 1, 2]], claims={"loss_B": 0.0})
@@ -166,31 +217,57 @@ def test_hinge_boundary_is_not_certifiable():
 
 def test_coincident_pair_is_not_certifiable():
     rows = [["1", "0", "0"], ["1", "0", "0"], ["0", "1", "0"]]
-    cert = {"format": C.CERTIFICATE_FORMAT, "points": rows, "triplets": [[0, 1, 2]],
-            "losses": {"A": {"distance": "chord_sq", "margin": "3"}, "B": {"distance": "geodesic", "margin": "3"},
-                       "soft": False}, "claims": {"loss_A": 0.0}}
+    cert = {
+        "format": C.CERTIFICATE_FORMAT,
+        "points": rows,
+        "triplets": [[0, 1, 2]],
+        "losses": {
+            "A": {"distance": "chord_sq", "margin": "3"},
+            "B": {"distance": "geodesic", "margin": "3"},
+            "soft": False,
+        },
+        "claims": {"loss_A": 0.0},
+    }
     res = gt.verify_certificate(cert)
     assert any("coincident or antipodal" in f for f in res.failures)
 
 
-@pytest.mark.parametrize("text, needle", [
-    ('{"format": "geotrip-certificate/1", "points": [["1", "0"', "not valid JSON"),
-    ("[1, 2, 3]", "JSON object"),
-    ('{"format": "other"}', "unknown certificate format"),
-    ('{"format": "geotrip-certificate/1", "points": [["1","0"]], "triplets": [[0,1,2]], "losses": {}, '
-     '"claims": {"loss_A": 0}}', "index outside"),
-    ('{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["x","1"]], "triplets": [[0,1,2]], '
-     '"losses": {}, "claims": {"loss_A": 0}}', "decimal number"),
-    ('{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
-     '"losses": {"A": {"distance": "euclid", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
-     '"claims": {"loss_A": 0}}', "valid: chord_sq"),
-    ('{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
-     '"losses": {"A": {"distance": "chord", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
-     '"claims": {"angle_deg": NaN}}', "must be finite"),
-    ('{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
-     '"losses": {"A": {"distance": "chord", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
-     '"claims": {"loss_A": 0}, "assertions": ["rm -rf > 1"]}', "cannot read assertion"),
-])
+@pytest.mark.parametrize(
+    "text, needle",
+    [
+        ('{"format": "geotrip-certificate/1", "points": [["1", "0"', "not valid JSON"),
+        ("[1, 2, 3]", "JSON object"),
+        ('{"format": "other"}', "unknown certificate format"),
+        (
+            '{"format": "geotrip-certificate/1", "points": [["1","0"]], "triplets": [[0,1,2]], "losses": {}, '
+            '"claims": {"loss_A": 0}}',
+            "index outside",
+        ),
+        (
+            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["x","1"]], "triplets": [[0,1,2]], '
+            '"losses": {}, "claims": {"loss_A": 0}}',
+            "decimal number",
+        ),
+        (
+            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
+            '"losses": {"A": {"distance": "euclid", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
+            '"claims": {"loss_A": 0}}',
+            "valid: chord_sq",
+        ),
+        (
+            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
+            '"losses": {"A": {"distance": "chord", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
+            '"claims": {"angle_deg": NaN}}',
+            "must be finite",
+        ),
+        (
+            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
+            '"losses": {"A": {"distance": "chord", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
+            '"claims": {"loss_A": 0}, "assertions": ["rm -rf > 1"]}',
+            "cannot read assertion",
+        ),
+    ],
+)
 def test_corrupt_files_give_clear_errors(tmp_path, text, needle):
     f = tmp_path / "c.json"
     f.write_text(text)
@@ -211,8 +288,12 @@ def test_cli_verify_exit_codes(descent_cert, tmp_path):
     assert main(["verify", str(path)]) == 0
     assert main(["verify", str(badf)]) == 1
     assert main(["verify", str(trunc)]) == 2
-    out = subprocess.run([sys.executable, "-m", "geotrip", "verify", str(badf), str(trunc)],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "geotrip", "verify", str(badf), str(trunc)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr + out.stdout
     assert "FAIL angle_deg: claimed 80.0" in out.stdout

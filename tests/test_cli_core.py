@@ -18,14 +18,20 @@ def test_help_lists_subcommands(capsys):
 
 
 def test_console_script_runs():
-    out = subprocess.run([sys.executable, "-m", "geotrip", "figures", "--list"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "geotrip", "figures", "--list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "weights" in out.stdout and "angle_map" in out.stdout
 
 
 def test_core_figures_are_written_with_data_and_provenance(tmp_path, capsys):
-    assert main(["figures", "--out", str(tmp_path), "--only", "weights", "angle_map", "--quick"]) == 0
+    assert (
+        main(["figures", "--out", str(tmp_path), "--only", "weights", "angle_map", "--quick"]) == 0
+    )
     for name in ("weights", "angle_map"):
         for ext in ("pdf", "png", "npz", "provenance.json"):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 0
@@ -40,10 +46,13 @@ def test_core_figures_are_written_with_data_and_provenance(tmp_path, capsys):
     assert np.all(np.isfinite(z)) and 0 <= z.min() and z.max() < 180
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["figures", "--only", "nope"], "unknown figure"),
-    (["figures", "--seed", "-1"], "--seed"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["figures", "--only", "nope"], "unknown figure"),
+        (["figures", "--seed", "-1"], "--seed"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys, tmp_path):
     assert main(argv + ["--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err

@@ -67,7 +67,9 @@ def test_spherical_cap(dim):
 def test_clustered_batch_vmf_and_gaussian():
     K, m, d = 5, 400, 16
     for kind in gt.CLUSTER_KINDS:
-        X, y = gt.clustered_batch(jax.random.key(7), n_classes=K, per_class=m, dim=d, concentration=200.0, kind=kind)
+        X, y = gt.clustered_batch(
+            jax.random.key(7), n_classes=K, per_class=m, dim=d, concentration=200.0, kind=kind
+        )
         assert X.shape == (K * m, d) and y.shape == (K * m,) and y.dtype == jnp.int32
         np.testing.assert_array_equal(y, np.repeat(np.arange(K), m))
         np.testing.assert_allclose(np.linalg.norm(X, axis=-1), 1, atol=1e-12)
@@ -77,27 +79,37 @@ def test_clustered_batch_vmf_and_gaussian():
         cos = np.einsum("kmd,kd->km", Xn, centers)
         # typical angle to the centre ≈ sqrt((d-1)/kappa) = 0.27 for both kinds
         ang = np.arccos(np.clip(cos, -1, 1))
-        assert 0.2 < np.sqrt(np.mean(ang ** 2)) < 0.34, (kind, np.sqrt(np.mean(ang ** 2)))
+        assert 0.2 < np.sqrt(np.mean(ang**2)) < 0.34, (kind, np.sqrt(np.mean(ang**2)))
     # vMF mean resultant length: E[mu.x] = I_{d/2}(k)/I_{d/2-1}(k)
-    X, y = gt.clustered_batch(jax.random.key(8), n_classes=1, per_class=20000, dim=d, concentration=30.0)
+    X, y = gt.clustered_batch(
+        jax.random.key(8), n_classes=1, per_class=20000, dim=d, concentration=30.0
+    )
     Xn = np.asarray(X)
     mean = Xn.mean(0)
     from scipy.special import ive
+
     expect = ive(d / 2, 30.0) / ive(d / 2 - 1, 30.0)
     assert abs(np.linalg.norm(mean) - expect) < 5e-3
     # tighter concentration -> smaller within-class angles
-    X2, _ = gt.clustered_batch(jax.random.key(8), n_classes=1, per_class=2000, dim=d, concentration=3000.0)
+    X2, _ = gt.clustered_batch(
+        jax.random.key(8), n_classes=1, per_class=2000, dim=d, concentration=3000.0
+    )
     assert np.linalg.norm(np.asarray(X2).mean(0)) > np.linalg.norm(mean)
 
 
 def test_clustered_center_spread_and_jit():
-    f = jax.jit(lambda k, kap: gt.clustered_batch(k, n_classes=6, per_class=2, dim=32, concentration=kap,
-                                                  center_spread=0.05))
+    f = jax.jit(
+        lambda k, kap: gt.clustered_batch(
+            k, n_classes=6, per_class=2, dim=32, concentration=kap, center_spread=0.05
+        )
+    )
     X, y = f(jax.random.key(0), 1e6)
     th = np.asarray(gt.pairwise_angles(X))
     assert th.max() < 0.1 + 0.02  # all classes in a tiny cap: a collapsed start
     with pytest.raises(ValueError, match="kind"):
-        gt.clustered_batch(jax.random.key(0), n_classes=2, per_class=2, dim=3, concentration=1.0, kind="cauchy")
+        gt.clustered_batch(
+            jax.random.key(0), n_classes=2, per_class=2, dim=3, concentration=1.0, kind="cauchy"
+        )
     with pytest.raises(ValueError, match="concentration"):
         gt.clustered_batch(jax.random.key(0), n_classes=2, per_class=2, dim=3, concentration=0.0)
     with pytest.raises(ValueError, match="per_class"):
@@ -134,6 +146,12 @@ def test_near_degenerate_pairs(dtype):
     rel = 1e-4 if dtype == jnp.float32 else 1e-9
     th = gt.angle(x, y)
     np.testing.assert_allclose(th, eps, rtol=rel * 50)
-    x, y = gt.near_degenerate_pairs(jax.random.key(0), 4, 50, angle=eps, antipodal=True, dtype=dtype)
-    np.testing.assert_allclose(np.pi - np.asarray(gt.angle(x, y), np.float64), np.asarray(eps, np.float64),
-                               rtol=1e-6, atol=4e-7 if dtype == jnp.float32 else 1e-15)
+    x, y = gt.near_degenerate_pairs(
+        jax.random.key(0), 4, 50, angle=eps, antipodal=True, dtype=dtype
+    )
+    np.testing.assert_allclose(
+        np.pi - np.asarray(gt.angle(x, y), np.float64),
+        np.asarray(eps, np.float64),
+        rtol=1e-6,
+        atol=4e-7 if dtype == jnp.float32 else 1e-15,
+    )

@@ -43,7 +43,9 @@ def test_load_digits_matches_sklearn():
     np.testing.assert_array_equal(np.asarray(y), raw.target)
     np.testing.assert_allclose(np.asarray(x).mean(0), 0, atol=1e-12)
     sd = raw.data.std(0)
-    np.testing.assert_allclose(np.asarray(x) * np.where(sd > 0, sd, 1) + raw.data.mean(0), raw.data, atol=1e-9)
+    np.testing.assert_allclose(
+        np.asarray(x) * np.where(sd > 0, sd, 1) + raw.data.mean(0), raw.data, atol=1e-9
+    )
     xr, _ = gt.load_digits(standardize=False, dtype=jnp.float32)
     assert xr.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(xr), raw.data.astype(np.float32))
@@ -77,8 +79,8 @@ def test_sample_pk():
         assert idx.shape == (12,) and idx.min() >= 0
         groups = idx.reshape(3, 4)
         labs = y[groups]
-        assert np.all(labs == labs[:, :1])          # k points of one class per group
-        assert len(set(labs[:, 0])) == 3            # p distinct classes
+        assert np.all(labs == labs[:, :1])  # k points of one class per group
+        assert len(set(labs[:, 0])) == 3  # p distinct classes
         assert all(len(set(g)) == 4 for g in groups)  # without replacement
         seen |= set(idx.tolist())
     assert len(seen) > 25

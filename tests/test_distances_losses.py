@@ -59,7 +59,9 @@ def test_profile_weight_and_ambient_match_the_table(name):
     # the ambient form equals the profile of the angle on the sphere
     k1, k2 = jax.random.split(jax.random.key(1))
     x, y = _unit(k1, (50, 6)), _unit(k2, (50, 6))
-    np.testing.assert_allclose(dist(x, y), NUMPY_AMBIENT[name](np.asarray(x), np.asarray(y)), atol=1e-12)
+    np.testing.assert_allclose(
+        dist(x, y), NUMPY_AMBIENT[name](np.asarray(x), np.asarray(y)), atol=1e-12
+    )
     np.testing.assert_allclose(dist(x, y), dist.profile(gt.angle(x, y)), atol=1e-12)
 
 
@@ -98,6 +100,7 @@ def test_pairwise_distances_vs_bruteforce():
 
 # ---------------------------------------------------------------- losses
 
+
 def _np_loss(name, a, p, n, m, soft):
     z = NUMPY_AMBIENT[name](a, p) - NUMPY_AMBIENT[name](a, n) + m
     return np.log1p(np.exp(z)) if soft else np.maximum(z, 0)
@@ -120,7 +123,9 @@ def test_soft_margin_is_stable_for_large_arguments():
     np.testing.assert_allclose(out[-1], 800.0)
     np.testing.assert_allclose(out[2], np.log(2.0))
     g = jax.grad(lambda u: jnp.sum(gt.hinge(u, soft=True)))(z)
-    np.testing.assert_allclose(g, [0.0, 1 / (1 + np.exp(40.0)), 0.5, 1 / (1 + np.exp(-40.0)), 1.0], atol=1e-15)
+    np.testing.assert_allclose(
+        g, [0.0, 1 / (1 + np.exp(40.0)), 0.5, 1 / (1 + np.exp(-40.0)), 1.0], atol=1e-15
+    )
 
 
 def test_hinge_convention_at_zero():
@@ -152,14 +157,18 @@ def test_batch_loss_reductions_and_mask_vs_loop():
         kw = dict(distance=name, margin=0.5)
         np.testing.assert_allclose(gt.batch_loss(X, T, reduction="none", **kw), per, atol=1e-12)
         np.testing.assert_allclose(gt.batch_loss(X, T, **kw), per.sum(), atol=1e-12)
-        np.testing.assert_allclose(gt.batch_loss(X, T, reduction="mean", **kw), per.mean(), atol=1e-12)
-        np.testing.assert_allclose(gt.batch_loss(X, T, mask=mask, reduction="mean", **kw),
-                                   per[mask].mean(), atol=1e-12)
+        np.testing.assert_allclose(
+            gt.batch_loss(X, T, reduction="mean", **kw), per.mean(), atol=1e-12
+        )
+        np.testing.assert_allclose(
+            gt.batch_loss(X, T, mask=mask, reduction="mean", **kw), per[mask].mean(), atol=1e-12
+        )
     with pytest.raises(ValueError, match="reduction"):
         gt.batch_loss(X, T, reduction="max")
 
 
 # ---------------------------------------------------------------- bad input
+
 
 def test_bad_inputs_get_clear_errors():
     a, p, n = gt.parametric_triplet(0.5, 1.0, 1.0, dim=3)

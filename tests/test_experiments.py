@@ -15,8 +15,9 @@ from geotrip.cli import main
 
 # the setup of the "tiny" preset's features cell, so tests share its compiled runner
 TINY = gt.COLLAPSE_PRESETS["tiny"]
-SETUP = gt.TrainSetup(distances=TINY.distances, strategy="batch_hard", steps=40, eval_every=20,
-                      **TINY.setup)
+SETUP = gt.TrainSetup(
+    distances=TINY.distances, strategy="batch_hard", steps=40, eval_every=20, **TINY.setup
+)
 
 
 def _features_data():
@@ -53,27 +54,41 @@ def test_selected_distance_equals_member():
 def test_mining_inside_training_matches_independent_step(strategy, didx):
     """One Riemannian step of the runner equals mine_triplets + batch_grads + retraction, done by hand."""
     data = _features_data()
-    setup = gt.TrainSetup(distances=TINY.distances, strategy=strategy, steps=20, eval_every=20, **TINY.setup)
+    setup = gt.TrainSetup(
+        distances=TINY.distances, strategy=strategy, steps=20, eval_every=20, **TINY.setup
+    )
     lr, margin = 0.3, 0.2
-    for name in setup.distances[didx:didx + 1]:
+    for name in setup.distances[didx : didx + 1]:
         dist = gt.reference_distance(name)
 
         @jax.jit
         def runner_step(seed):
             st = E._init_state("features", setup, data, seed, jnp.asarray(0.5), jnp.float64)
-            new, (loss, act, gn) = E._step(st, jnp.asarray(0, jnp.int32), jnp.asarray(lr), jnp.asarray(margin),
-                                          "features", setup, data, E._selected_distance(setup, didx))
+            new, (loss, act, gn) = E._step(
+                st,
+                jnp.asarray(0, jnp.int32),
+                jnp.asarray(lr),
+                jnp.asarray(margin),
+                "features",
+                setup,
+                data,
+                E._selected_distance(setup, didx),
+            )
             return st["X"], new["X"], loss, act, gn
 
         X0, X1, loss, act, gn = runner_step(jnp.asarray(7, jnp.uint32))
-        t, valid = gt.mine_triplets(X0, data.y_train, strategy=strategy, distance=dist, margin=margin)
+        t, valid = gt.mine_triplets(
+            X0, data.y_train, strategy=strategy, distance=dist, margin=margin
+        )
         cnt = float(np.sum(np.asarray(valid)))
         L = gt.batch_loss(X0, t, distance=dist, margin=margin, mask=valid, reduction="mean")
         G = gt.batch_grads(X0, t, distance=dist, margin=margin, mask=valid) / cnt
         np.testing.assert_allclose(loss, L, rtol=1e-10)
         np.testing.assert_allclose(X1, gt.normalize(X0 - lr * G), rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(gn, np.linalg.norm(np.asarray(G)), rtol=1e-10)
-        per = np.asarray(gt.batch_loss(X0, t, distance=dist, margin=margin, mask=valid, reduction="none"))
+        per = np.asarray(
+            gt.batch_loss(X0, t, distance=dist, margin=margin, mask=valid, reduction="none")
+        )
         np.testing.assert_allclose(act, np.sum(per > 0) / cnt)
 
 
@@ -85,16 +100,40 @@ def test_determinism_batch_independence_and_collapse_criterion():
     margins = np.array([0.2] * 4 + [0.0] * 2 + [0.2] * 12)
     spreads = np.array([1e-3] * 4 + [np.inf] * 2 + [0.01, 0.01, 0.5, 0.5, np.inf, np.inf] * 2)
     didx = np.array([0, 1, 2] * 6)
-    h1 = gt.train_runs("features", SETUP, data, seeds=seeds, lrs=lrs, margins=margins, spreads=spreads,
-                       distance_index=didx)
-    h2 = gt.train_runs("features", SETUP, data, seeds=seeds, lrs=lrs, margins=margins, spreads=spreads,
-                       distance_index=didx)
+    h1 = gt.train_runs(
+        "features",
+        SETUP,
+        data,
+        seeds=seeds,
+        lrs=lrs,
+        margins=margins,
+        spreads=spreads,
+        distance_index=didx,
+    )
+    h2 = gt.train_runs(
+        "features",
+        SETUP,
+        data,
+        seeds=seeds,
+        lrs=lrs,
+        margins=margins,
+        spreads=spreads,
+        distance_index=didx,
+    )
     for k in gt.TRAINING_METRICS:
         np.testing.assert_array_equal(h1[k], h2[k])  # bitwise deterministic
     # a run does not depend on which other runs share its batch: reverse the order
     r = slice(None, None, -1)
-    h3 = gt.train_runs("features", SETUP, data, seeds=seeds[r], lrs=lrs[r], margins=margins[r],
-                       spreads=spreads[r], distance_index=didx[r])
+    h3 = gt.train_runs(
+        "features",
+        SETUP,
+        data,
+        seeds=seeds[r],
+        lrs=lrs[r],
+        margins=margins[r],
+        spreads=spreads[r],
+        distance_index=didx[r],
+    )
     for k in gt.TRAINING_METRICS:
         np.testing.assert_allclose(h3[k][r], h1[k], rtol=1e-9, atol=1e-12)
     assert h1["mean_cos"].shape == (18, 3) and list(h1["step"]) == [0, 20, 40]
@@ -135,24 +174,42 @@ def test_binomial_intervals_known_values():
     lo, hi = gt.wilson_interval(0, 10)
     np.testing.assert_allclose([lo, hi], [0.0, 0.2775], atol=1e-4)
     lo, hi = gt.clopper_pearson_interval(0, 10)
-    np.testing.assert_allclose([lo, hi], [0.0, 1 - 0.025 ** 0.1], atol=1e-9)
+    np.testing.assert_allclose([lo, hi], [0.0, 1 - 0.025**0.1], atol=1e-9)
     lo, hi = gt.clopper_pearson_interval(5, 10)
     np.testing.assert_allclose([lo, hi], [0.1871, 0.8129], atol=1e-4)
     lo, hi = gt.clopper_pearson_interval(10, 10)
-    np.testing.assert_allclose([lo, hi], [0.025 ** 0.1, 1.0], atol=1e-9)
+    np.testing.assert_allclose([lo, hi], [0.025**0.1, 1.0], atol=1e-9)
 
 
 def test_collapse_summary_paired_test():
     rows = []
     for seed in range(8):
         for d, col in (("chord_sq", seed < 6), ("chord", seed == 0)):
-            rows.append(dict(task="features", strategy="batch_hard", soft=False, seed=seed, lr=0.1, margin=0.2,
-                             spread=0.01, distance=d, collapsed=int(col), init_collapsed=1.0,
-                             final_recall_at_1=0.5))
+            rows.append(
+                dict(
+                    task="features",
+                    strategy="batch_hard",
+                    soft=False,
+                    seed=seed,
+                    lr=0.1,
+                    margin=0.2,
+                    spread=0.01,
+                    distance=d,
+                    collapsed=int(col),
+                    init_collapsed=1.0,
+                    final_recall_at_1=0.5,
+                )
+            )
     s = gt.collapse_summary(rows)
     e = [x for x in s["squared_vs_root"] if x["task"] == "all" and x["squared"] == "chord_sq"][0]
-    assert (e["pairs"], e["both"], e["only_squared"], e["only_root"], e["neither"]) == (8, 1, 5, 0, 2)
-    np.testing.assert_allclose(e["mcnemar_p"], 2 * 0.5 ** 5)
+    assert (e["pairs"], e["both"], e["only_squared"], e["only_root"], e["neither"]) == (
+        8,
+        1,
+        5,
+        0,
+        2,
+    )
+    np.testing.assert_allclose(e["mcnemar_p"], 2 * 0.5**5)
     g = s["gprime0"][0]
     assert g["zero"]["collapsed"] == 6 and g["positive"]["collapsed"] == 1
     tab = gt.collapse_phase_table(rows, by=("distance",))
@@ -161,8 +218,23 @@ def test_collapse_summary_paired_test():
 
 def test_cli_sweep_incremental_resume_and_figures(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["collapse", "--preset", "tiny", "--out", str(out), "--max-cells", "1", "--no-figures",
-                 "--no-progress", "--x64"]) == 0
+    assert (
+        main(
+            [
+                "collapse",
+                "--preset",
+                "tiny",
+                "--out",
+                str(out),
+                "--max-cells",
+                "1",
+                "--no-figures",
+                "--no-progress",
+                "--x64",
+            ]
+        )
+        == 0
+    )
     done = json.loads((out / "done.json").read_text())["cells"]
     assert done == ["features__batch_hard__hinge"]
     with (out / "runs.csv").open() as fh:
@@ -181,8 +253,9 @@ def test_cli_sweep_incremental_resume_and_figures(tmp_path, capsys):
     assert summary["squared_vs_root"] and "criterion" in summary
     with (out / "phase.csv").open() as fh:
         phase = list(csv.DictReader(fh))
-    assert len(phase) == 2 * 3 * 2 and all(float(r["wilson_lo"]) <= float(r["p"]) <= float(r["wilson_hi"])
-                                           for r in phase)
+    assert len(phase) == 2 * 3 * 2 and all(
+        float(r["wilson_lo"]) <= float(r["p"]) <= float(r["wilson_hi"]) for r in phase
+    )
     assert main(["collapse", "--preset", "nope", "--out", str(out)]) == 2
     assert "unknown preset" in capsys.readouterr().err
 
@@ -209,4 +282,7 @@ def test_training_benchmark_skips_pml_with_a_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     msg = _training.pml_skip_reason()
     assert msg is not None and "skipped" in msg and "torch" in msg
-    assert "geotrip.benchmarks._training" in __import__("geotrip.benchmarks", fromlist=["_SUITES"])._SUITES
+    assert (
+        "geotrip.benchmarks._training"
+        in __import__("geotrip.benchmarks", fromlist=["_SUITES"])._SUITES
+    )

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import geotrip as gt
 
@@ -38,9 +39,13 @@ def _pair_at(theta, dim, rng, dtype):
 def test_angle_accuracy_vs_mpmath(dtype, dim):
     """|err| <= 4 ulp(theta) over [1e-7, pi - 1e-7] (measured worst: about 2.2 ulp)."""
     rng = np.random.default_rng(1234 + dim)
-    thetas = np.concatenate([
-        np.logspace(-7, 0, 15), np.pi - np.logspace(-7, 0, 15), rng.uniform(0, np.pi, 10),
-    ])
+    thetas = np.concatenate(
+        [
+            np.logspace(-7, 0, 15),
+            np.pi - np.logspace(-7, 0, 15),
+            rng.uniform(0, np.pi, 10),
+        ]
+    )
     pairs = [_pair_at(t, dim, rng, dtype) for t in thetas for _ in range(3)]
     x = jnp.asarray(np.stack([p[0] for p in pairs]))
     y = jnp.asarray(np.stack([p[1] for p in pairs]))
@@ -69,8 +74,12 @@ def test_arccos_of_clipped_dot_is_not_accurate_float32():
 def test_angle_singular_points_values_and_gradients(dtype):
     x = jnp.asarray([0.6, 0.8, 0.0], dtype)
     z = jnp.zeros(3, dtype)
-    cases = {"equal": (x, x, 0.0), "antipodal": (x, -x, np.pi), "zero": (x, z, np.pi / 2),
-             "both zero": (z, z, np.pi / 2)}
+    cases = {
+        "equal": (x, x, 0.0),
+        "antipodal": (x, -x, np.pi),
+        "zero": (x, z, np.pi / 2),
+        "both zero": (z, z, np.pi / 2),
+    }
     for name, (u, v, expected) in cases.items():
         val = gt.angle(u, v)
         assert val.dtype == dtype
@@ -105,11 +114,13 @@ def _rotation_residuals(key):
     y = gt.normalize(jax.random.normal(k2, (4, 6)))
     q = gt.random_rotation(k3, 6)
     th = gt.angle(x, y)
-    return jnp.stack([
-        jnp.max(jnp.abs(gt.angle(x @ q.T, y @ q.T) - th)),
-        jnp.max(jnp.abs(gt.angle(y, x) - th)),
-        jnp.max(jnp.abs(gt.angle(3.0 * x, 0.5 * y) - th)),
-    ])
+    return jnp.stack(
+        [
+            jnp.max(jnp.abs(gt.angle(x @ q.T, y @ q.T) - th)),
+            jnp.max(jnp.abs(gt.angle(y, x) - th)),
+            jnp.max(jnp.abs(gt.angle(3.0 * x, 0.5 * y) - th)),
+        ]
+    )
 
 
 @given(st.integers(0, 2**31 - 1))
@@ -124,7 +135,9 @@ def _tangent_residuals(key):
     x = gt.normalize(jax.random.normal(k1, (5, 4)))
     v = jax.random.normal(k2, (5, 4))
     t = gt.project_tangent(x, v)
-    return jnp.stack([jnp.max(jnp.abs(jnp.sum(t * x, -1))), jnp.max(jnp.abs(gt.project_tangent(x, t) - t))])
+    return jnp.stack(
+        [jnp.max(jnp.abs(jnp.sum(t * x, -1))), jnp.max(jnp.abs(gt.project_tangent(x, t) - t))]
+    )
 
 
 @given(st.integers(0, 2**31 - 1))
@@ -154,7 +167,8 @@ def test_normalize_vjp_is_projected_gradient_over_norm():
     auto = gt.normalize_vjp(z, ct)
     f = np.asarray(z) / np.linalg.norm(np.asarray(z), axis=-1, keepdims=True)
     ref = (np.asarray(ct) - np.sum(f * np.asarray(ct), -1, keepdims=True) * f) / np.linalg.norm(
-        np.asarray(z), axis=-1, keepdims=True)
+        np.asarray(z), axis=-1, keepdims=True
+    )
     np.testing.assert_allclose(auto, ref, atol=1e-13)
     np.testing.assert_allclose(gt.normalize_vjp_closed_form(z, ct), ref, atol=1e-13)
     zero = jnp.zeros(5)

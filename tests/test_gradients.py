@@ -4,7 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import geotrip as gt
 
@@ -32,7 +33,9 @@ def test_autodiff_closed_form_and_finite_differences_agree(name, soft):
         np.testing.assert_allclose(u, v, atol=1e-12)
     raw = gt.triplet_grads(a, p, n, distance=name, margin=margin, soft=soft, riemannian=False)
 
-    loss = jax.jit(lambda a_, p_, n_: gt.triplet_loss(a_, p_, n_, distance=name, margin=margin, soft=soft))
+    loss = jax.jit(
+        lambda a_, p_, n_: gt.triplet_loss(a_, p_, n_, distance=name, margin=margin, soft=soft)
+    )
     dist = gt.distance(name)
     z = np.asarray(dist(a, p) - dist(a, n) + margin)
     usable = np.abs(z) > 1e-3  # away from the hinge's kink
@@ -55,7 +58,11 @@ def test_autodiff_closed_form_and_finite_differences_agree(name, soft):
         e = np.zeros_like(pts[block])
         e[:, 0] = 1.0
         plus[block], minus[block] = pts[block] + h * e, pts[block] - h * e
-        lp = lambda P: np.asarray(dist(jnp.asarray(P[0]), jnp.asarray(P[1])) - dist(jnp.asarray(P[0]), jnp.asarray(P[2])) + margin)
+        lp = lambda P: np.asarray(
+            dist(jnp.asarray(P[0]), jnp.asarray(P[1]))
+            - dist(jnp.asarray(P[0]), jnp.asarray(P[2]))
+            + margin
+        )
         zp, zm = lp(plus), lp(minus)
         hinge = (lambda z: np.log1p(np.exp(z))) if soft else (lambda z: np.maximum(z, 0))
         fd_raw = (hinge(zp) - hinge(zm)) / (2 * h)
@@ -100,8 +107,14 @@ def test_singular_points_are_finite(case, dtype):
             val = gt.triplet_loss(a, p, n, distance=name, margin=0.2, soft=soft)
             assert np.isfinite(float(val)) and val.dtype == dtype
             for riem in (True, False):
-                gs = gt.triplet_grads(a, p, n, distance=name, margin=0.2, soft=soft, riemannian=riem)
-                assert all(np.all(np.isfinite(g)) and g.dtype == dtype for g in gs), (name, soft, riem)
+                gs = gt.triplet_grads(
+                    a, p, n, distance=name, margin=0.2, soft=soft, riemannian=riem
+                )
+                assert all(np.all(np.isfinite(g)) and g.dtype == dtype for g in gs), (
+                    name,
+                    soft,
+                    riem,
+                )
             cf = gt.triplet_grads_closed_form(a, p, n, distance=name, margin=0.2, soft=soft)
             assert all(np.all(np.isfinite(g)) for g in cf)
     r = gt.gradient_angles(a, p, n, distances=("chord_sq", "geodesic"))
@@ -137,7 +150,9 @@ def _equivariance_residuals(key):
     out = []
     for riem in (True, False):
         g = gt.triplet_grads(a, p, n, distance="geodesic", margin=1.0, riemannian=riem)
-        gr = gt.triplet_grads(rot(a), rot(p), rot(n), distance="geodesic", margin=1.0, riemannian=riem)
+        gr = gt.triplet_grads(
+            rot(a), rot(p), rot(n), distance="geodesic", margin=1.0, riemannian=riem
+        )
         out += [jnp.max(jnp.abs(rot(u) - v)) for u, v in zip(g, gr)]
     r1 = gt.gradient_angles(a, p, n, margins=(4.5, 3.5))
     r2 = gt.gradient_angles(rot(a), rot(p), rot(n), margins=(4.5, 3.5))
@@ -169,7 +184,9 @@ def test_jit_and_vmap_match_eager():
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_gradient_angles_keep_dtype_and_keys(dtype):
-    a, p, n = (v.astype(dtype) for v in gt.parametric_triplet(0.4, 0.5, 1.0, dim=8, key=jax.random.key(0)))
+    a, p, n = (
+        v.astype(dtype) for v in gt.parametric_triplet(0.4, 0.5, 1.0, dim=8, key=jax.random.key(0))
+    )
     r = gt.gradient_angles(a, p, n)
     for k in gt.GRADIENT_ANGLE_KEYS:
         assert r[k].dtype == dtype and r[k].shape == ()
@@ -187,9 +204,10 @@ def test_inactive_hinge_gives_nan_with_mask():
 
 # ---------------------------------------------------------------- the 90 degree theorem
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_single_triplet_joint_angle_with_geodesic_is_acute(name):
-    """Theorem (geotrip._gradients): <G_A, G_geo> = s s' (w_p + w_n)(2 - cos psi) > 0; angle <= 60 deg."""
+    """Theorem (geotrip.core._gradients): <G_A, G_geo> = s s' (w_p + w_n)(2 - cos psi) > 0; angle <= 60 deg."""
     key = jax.random.key(21)
     k1, k2 = jax.random.split(key)
     tp, tn = jax.random.uniform(k1, (2, 4000), minval=1e-3, maxval=np.pi - 1e-3)
@@ -250,7 +268,9 @@ def test_batch_over_shared_points_exceeds_90_degrees():
     def grads(name):
         G = np.zeros_like(Xn)
         for a_, p_, n_ in CHAIN_T:
-            ga, gp, gn = gt.triplet_grads_closed_form(X[a_], X[p_], X[n_], distance=name, margin=0.2)
+            ga, gp, gn = gt.triplet_grads_closed_form(
+                X[a_], X[p_], X[n_], distance=name, margin=0.2
+            )
             G[a_] += ga
             G[p_] += gp
             G[n_] += gn
@@ -268,9 +288,15 @@ def test_descent_disagreement_on_the_chain():
     assert float(r["slope/B_along_A"]) > 0 and float(r["slope/A_along_B"]) > 0
     assert bool(r["disagree/along_A"]) and bool(r["disagree/along_B"])
     # first order prediction matches the finite step
-    np.testing.assert_allclose(float(r["step/B_along_A"]) / 1e-3, float(r["slope/B_along_A"]), rtol=1e-2)
-    np.testing.assert_allclose(float(r["step/A_along_A"]) / 1e-3, float(r["slope/A_along_A"]), rtol=1e-2)
-    np.testing.assert_allclose(float(r["cos"]), np.cos(float(gt.batch_gradient_angle(X, CHAIN_T))), atol=1e-12)
+    np.testing.assert_allclose(
+        float(r["step/B_along_A"]) / 1e-3, float(r["slope/B_along_A"]), rtol=1e-2
+    )
+    np.testing.assert_allclose(
+        float(r["step/A_along_A"]) / 1e-3, float(r["slope/A_along_A"]), rtol=1e-2
+    )
+    np.testing.assert_allclose(
+        float(r["cos"]), np.cos(float(gt.batch_gradient_angle(X, CHAIN_T))), atol=1e-12
+    )
 
 
 def test_descent_disagreement_with_zero_gradient_is_finite():
@@ -292,4 +318,6 @@ def test_batch_grads_match_the_sum_of_triplet_grads():
         G[a_] += ga
         G[p_] += gp
         G[n_] += gn
-    np.testing.assert_allclose(gt.batch_grads(X, T, distance="cosine", margin=0.7, soft=True), G, atol=1e-13)
+    np.testing.assert_allclose(
+        gt.batch_grads(X, T, distance="cosine", margin=0.7, soft=True), G, atol=1e-13
+    )

@@ -13,7 +13,9 @@ def test_slope_rule_closed_form():
     for tr in (0.3, np.pi / 2, 2.5):
         got = gt.match_margin(0.2, source="chord_sq", target="geodesic", rule="slope", theta_ref=tr)
         np.testing.assert_allclose(got, 0.2 / (2 * np.sin(tr)), rtol=1e-12)
-    np.testing.assert_allclose(gt.match_margin(jnp.asarray([0.1, 0.2]), rule="slope"), [0.05, 0.1], rtol=1e-12)
+    np.testing.assert_allclose(
+        gt.match_margin(jnp.asarray([0.1, 0.2]), rule="slope"), [0.05, 0.1], rtol=1e-12
+    )
     with pytest.raises(ValueError, match="zero slope"):
         flat = gt.make_distance("flat_then_linear", lambda t: jnp.where(t < 1, 0 * t, t - 1))
         gt.match_margin(0.2, source=flat, target="chord", rule="slope", theta_ref=0.5)
@@ -22,22 +24,31 @@ def test_slope_rule_closed_form():
 @pytest.mark.parametrize("tr", [0.4, np.pi / 2, 2.0])
 def test_reference_rule_closed_form(tr):
     m = np.array([0.05, 0.2, 0.8])
-    got = np.asarray(gt.match_margin(m, source="chord_sq", target="geodesic", rule="reference", theta_ref=tr))
+    got = np.asarray(
+        gt.match_margin(m, source="chord_sq", target="geodesic", rule="reference", theta_ref=tr)
+    )
     # chord_sq boundary: 4 sin^2(t*/2) = 4 sin^2(tr/2) + m
     tstar = 2 * np.arcsin(np.sqrt(np.minimum(np.sin(tr / 2) ** 2 + m / 4, 1.0)))
     np.testing.assert_allclose(got, tstar - tr, atol=1e-12)
     # round trip back to chord_sq
-    back = gt.match_margin(got, source="geodesic", target="chord_sq", rule="reference", theta_ref=tr)
+    back = gt.match_margin(
+        got, source="geodesic", target="chord_sq", rule="reference", theta_ref=tr
+    )
     np.testing.assert_allclose(back, np.where(tstar < np.pi, m, back), atol=1e-10)
     # the two hinges switch on at the same theta_an for theta_ap = tr
     for mi, gi in zip(m, got):
-        d = gt.active_set_disagreement(jnp.full((2,), tr), jnp.asarray([tr + gi - 1e-6, tr + gi + 1e-6]),
-                                       margins=(float(mi), float(gi)))
+        d = gt.active_set_disagreement(
+            jnp.full((2,), tr),
+            jnp.asarray([tr + gi - 1e-6, tr + gi + 1e-6]),
+            margins=(float(mi), float(gi)),
+        )
         assert float(d["disagreement"]) == 0.0
 
 
 def test_active_share_rule_equalises_shares():
-    X, y = gt.clustered_batch(jax.random.key(0), n_classes=6, per_class=5, dim=32, concentration=80.0)
+    X, y = gt.clustered_batch(
+        jax.random.key(0), n_classes=6, per_class=5, dim=32, concentration=80.0
+    )
     t, ok = gt.mine_triplets(X, y, strategy="batch_all")
     t = np.asarray(t)[np.asarray(ok)]
     tap = gt.angle(X[t[:, 0]], X[t[:, 1]])
@@ -57,8 +68,13 @@ def test_disagreement_against_numpy():
     tap = rng.uniform(0, np.pi, 500)
     tan = rng.uniform(0, np.pi, 500)
     mask = rng.uniform(size=500) < 0.7
-    d = gt.active_set_disagreement(jnp.asarray(tap), jnp.asarray(tan), distances=("chord_sq", "geodesic"),
-                                   margins=(0.2, 0.2), mask=jnp.asarray(mask))
+    d = gt.active_set_disagreement(
+        jnp.asarray(tap),
+        jnp.asarray(tan),
+        distances=("chord_sq", "geodesic"),
+        margins=(0.2, 0.2),
+        mask=jnp.asarray(mask),
+    )
     A = (2 - 2 * np.cos(tap)) - (2 - 2 * np.cos(tan)) + 0.2 > 0
     B = tap - tan + 0.2 > 0
     w = mask
@@ -68,15 +84,19 @@ def test_disagreement_against_numpy():
     np.testing.assert_allclose(d["disagreement"], (A ^ B)[w].mean())
     assert float(d["count"]) == w.sum()
     assert float(d["disagreement"]) > 0
-    same = gt.active_set_disagreement(jnp.asarray(tap), jnp.asarray(tan), distances=("cosine", "cosine"),
-                                      margins=(0.1, 0.1))
+    same = gt.active_set_disagreement(
+        jnp.asarray(tap), jnp.asarray(tan), distances=("cosine", "cosine"), margins=(0.1, 0.1)
+    )
     assert float(same["disagreement"]) == 0.0
     # cosine = chord_sq / 2, so halving the margin matches it exactly (every rule agrees)
-    exact = gt.active_set_disagreement(jnp.asarray(tap), jnp.asarray(tan), distances=("chord_sq", "cosine"),
-                                       margins=(0.2, 0.1))
+    exact = gt.active_set_disagreement(
+        jnp.asarray(tap), jnp.asarray(tan), distances=("chord_sq", "cosine"), margins=(0.2, 0.1)
+    )
     assert float(exact["disagreement"]) == 0.0
     for rule in ("slope", "reference"):
-        np.testing.assert_allclose(gt.match_margin(0.2, target="cosine", rule=rule, theta_ref=1.0), 0.1, rtol=1e-9)
+        np.testing.assert_allclose(
+            gt.match_margin(0.2, target="cosine", rule=rule, theta_ref=1.0), 0.1, rtol=1e-9
+        )
 
 
 def test_errors():

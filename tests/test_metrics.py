@@ -34,7 +34,9 @@ def test_effective_rank(data):
     X, _ = data
     s = np.linalg.svd(X, compute_uv=False)
     p = s / s.sum()
-    np.testing.assert_allclose(M.effective_rank(jnp.asarray(X)), np.exp(-np.sum(p * np.log(p))), rtol=1e-10)
+    np.testing.assert_allclose(
+        M.effective_rank(jnp.asarray(X)), np.exp(-np.sum(p * np.log(p))), rtol=1e-10
+    )
     # all rows equal: rank 1; orthonormal rows: full rank
     c = X[0]
     np.testing.assert_allclose(M.effective_rank(jnp.asarray(np.tile(c, (7, 1)))), 1.0, rtol=1e-9)
@@ -48,9 +50,17 @@ def test_alignment_uniformity(data):
     ref_al = np.mean([np.sum((X[i] - X[j]) ** 2) for i, j in pos])
     ref_al1 = np.mean([np.linalg.norm(X[i] - X[j]) for i, j in pos])
     np.testing.assert_allclose(M.alignment(jnp.asarray(X), jnp.asarray(y)), ref_al, rtol=1e-10)
-    np.testing.assert_allclose(M.alignment(jnp.asarray(X), jnp.asarray(y), alpha=1.0), ref_al1, rtol=1e-10)
-    ref_un = np.log(np.mean([np.exp(-2 * np.sum((X[i] - X[j]) ** 2))
-                             for i, j in itertools.permutations(range(n), 2)]))
+    np.testing.assert_allclose(
+        M.alignment(jnp.asarray(X), jnp.asarray(y), alpha=1.0), ref_al1, rtol=1e-10
+    )
+    ref_un = np.log(
+        np.mean(
+            [
+                np.exp(-2 * np.sum((X[i] - X[j]) ** 2))
+                for i, j in itertools.permutations(range(n), 2)
+            ]
+        )
+    )
     np.testing.assert_allclose(M.uniformity(jnp.asarray(X)), ref_un, rtol=1e-10)
     # a point collapse has uniformity 0 (its maximum)
     np.testing.assert_allclose(M.uniformity(jnp.asarray(np.tile(X[0], (5, 1)))), 0.0, atol=1e-12)
@@ -65,7 +75,9 @@ def test_recall_at_1(data):
     rng = np.random.default_rng(1)
     Q, yq = _unit(rng, 6, 5), rng.integers(0, 3, 6).astype(np.int32)
     ref2 = np.mean(y[np.argmax(Q @ X.T, axis=1)] == yq)
-    np.testing.assert_allclose(M.recall_at_1(jnp.asarray(Q), jnp.asarray(yq), jnp.asarray(X), jnp.asarray(y)), ref2)
+    np.testing.assert_allclose(
+        M.recall_at_1(jnp.asarray(Q), jnp.asarray(yq), jnp.asarray(X), jnp.asarray(y)), ref2
+    )
 
 
 def test_active_share_and_grad_norm(data):
@@ -76,7 +88,9 @@ def test_active_share_and_grad_norm(data):
     np.testing.assert_allclose(M.active_share(z, jnp.zeros(5, bool)), 0.0)
     G = np.random.default_rng(2).normal(size=X.shape)
     P = G - np.sum(X * G, axis=1, keepdims=True) * X
-    np.testing.assert_allclose(M.riemannian_grad_norm(jnp.asarray(X), jnp.asarray(G)), np.linalg.norm(P), rtol=1e-12)
+    np.testing.assert_allclose(
+        M.riemannian_grad_norm(jnp.asarray(X), jnp.asarray(G)), np.linalg.norm(P), rtol=1e-12
+    )
 
 
 def test_collapse_criterion():
@@ -92,6 +106,7 @@ def test_collapse_criterion():
     line = np.concatenate([np.tile(c, (10, 1)), np.tile(-c, (10, 1))])
     assert abs(float(M.mean_pairwise_cosine(jnp.asarray(line)))) < 0.1
     assert bool(M.is_collapsed(jnp.asarray(line)))
+
     # threshold on the mean cosine, both sides: a ring of 12 points at angle phi around c,
     # with phi chosen (bisection, in NumPy) so that the mean pairwise cosine is the target
     def ring(phi):
@@ -109,7 +124,9 @@ def test_collapse_criterion():
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if mean_cos(ring(mid)) > cos_target else (lo, mid)
         pts = ring(lo)
-        np.testing.assert_allclose(float(M.mean_pairwise_cosine(jnp.asarray(pts))), cos_target, rtol=1e-9)
+        np.testing.assert_allclose(
+            float(M.mean_pairwise_cosine(jnp.asarray(pts))), cos_target, rtol=1e-9
+        )
         assert bool(M.is_collapsed(jnp.asarray(pts), rank_threshold=0.0)) == expect
     assert M.COLLAPSE_COS == 0.99 and M.COLLAPSE_RANK == 1.5
 
@@ -121,4 +138,6 @@ def test_embedding_metrics_jit_vmap_float32(data):
     for k, v in out.items():
         assert v.shape == (2,), k
         assert v.dtype == jnp.float32, k
-    np.testing.assert_allclose(out["mean_cos"][0], M.mean_pairwise_cosine(jnp.asarray(X)), rtol=1e-5)
+    np.testing.assert_allclose(
+        out["mean_cos"][0], M.mean_pairwise_cosine(jnp.asarray(X)), rtol=1e-5
+    )

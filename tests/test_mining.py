@@ -37,8 +37,13 @@ def brute_force(X, y, strategy, name, margin):
                 out.append((a, max(P, key=lambda j: D[a, j]), min(N, key=lambda j: D[a, j])))
         return out
     if strategy == "batch_all":
-        return [(a, p, q) for a in range(n) for p in range(n) for q in range(n)
-                if p != a and y[p] == y[a] and y[q] != y[a]]
+        return [
+            (a, p, q)
+            for a in range(n)
+            for p in range(n)
+            for q in range(n)
+            if p != a and y[p] == y[a] and y[q] != y[a]
+        ]
     for a in range(n):
         for p in range(n):
             if p == a or y[p] != y[a]:
@@ -60,11 +65,14 @@ def brute_force(X, y, strategy, name, margin):
 
 
 def _batch(seed, n_classes=4, per_class=4, dim=6, kappa=8.0):
-    return gt.clustered_batch(jax.random.key(seed), n_classes=n_classes, per_class=per_class,
-                              dim=dim, concentration=kappa)
+    return gt.clustered_batch(
+        jax.random.key(seed), n_classes=n_classes, per_class=per_class, dim=dim, concentration=kappa
+    )
 
 
-@pytest.mark.parametrize("strategy", ["batch_all", "batch_hard", "semihard", "hardest_negative", "easy"])
+@pytest.mark.parametrize(
+    "strategy", ["batch_all", "batch_hard", "semihard", "hardest_negative", "easy"]
+)
 @pytest.mark.parametrize("name", ["chord_sq", "geodesic"])
 def test_against_brute_force(strategy, name):
     margin = 0.3
@@ -87,7 +95,11 @@ def test_random_negatives_are_valid_and_cover():
     y = np.asarray(y)
     assert ok.sum() == sum(1 for a in range(16) for p in range(16) if p != a and y[p] == y[a])
     v = t[ok]
-    assert np.all(y[v[:, 0]] == y[v[:, 1]]) and np.all(y[v[:, 0]] != y[v[:, 2]]) and np.all(v[:, 0] != v[:, 1])
+    assert (
+        np.all(y[v[:, 0]] == y[v[:, 1]])
+        and np.all(y[v[:, 0]] != y[v[:, 2]])
+        and np.all(v[:, 0] != v[:, 1])
+    )
     # every negative of anchor 0's class gets picked at some point over a few keys
     seen = set()
     for s in range(40):
@@ -103,12 +115,16 @@ def test_jit_static_shapes_and_loss():
 
     @jax.jit
     def f(X, y, key):
-        t, ok = gt.mine_triplets(X, y, strategy="semihard", distance="geodesic", margin=0.1, key=key)
+        t, ok = gt.mine_triplets(
+            X, y, strategy="semihard", distance="geodesic", margin=0.1, key=key
+        )
         return gt.batch_loss(X, t, mask=ok, reduction="mean", distance="geodesic", margin=0.1)
 
     val = f(X, y, jax.random.key(0))
     t, ok = gt.mine_triplets(X, y, strategy="semihard", distance="geodesic", margin=0.1)
-    np.testing.assert_allclose(val, gt.batch_loss(X, t, mask=ok, reduction="mean", distance="geodesic", margin=0.1))
+    np.testing.assert_allclose(
+        val, gt.batch_loss(X, t, mask=ok, reduction="mean", distance="geodesic", margin=0.1)
+    )
     # same k for a batch with a different label pattern
     y2 = jnp.zeros_like(y)
     t2, ok2 = gt.mine_triplets(X, y2, strategy="batch_hard")
@@ -157,4 +173,11 @@ def test_errors():
         gt.mine_triplets(2 * X, y, strategy="batch_hard")
     with pytest.raises(ValueError, match="unknown distance"):
         gt.mine_triplets(X, y, strategy="batch_hard", distance="manhattan")
-    assert gt.MINING_STRATEGIES == ("batch_all", "batch_hard", "semihard", "hardest_negative", "easy", "random")
+    assert gt.MINING_STRATEGIES == (
+        "batch_all",
+        "batch_hard",
+        "semihard",
+        "hardest_negative",
+        "easy",
+        "random",
+    )

@@ -56,8 +56,11 @@ def test_cap_last_layer_inf_is_identity_and_vmaps():
     for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(same)):
         np.testing.assert_array_equal(a, b)
     spreads = jnp.asarray([0.01, 0.2])
-    out = jax.vmap(lambda r: gt.mean_pairwise_cosine(gt.mlp_embed(
-        gt.cap_last_layer(params, x, r, key=jax.random.key(3)), x)))(spreads)
+    out = jax.vmap(
+        lambda r: gt.mean_pairwise_cosine(
+            gt.mlp_embed(gt.cap_last_layer(params, x, r, key=jax.random.key(3)), x)
+        )
+    )(spreads)
     assert out[0] > out[1] > 0.9
 
 

@@ -5,6 +5,8 @@ from nbrun import run_notebook
 
 def test_notebook_02_runs():
     nb = run_notebook("02_sweeps_and_mining.ipynb", env={"GEOTRIP_NOTEBOOK_QUICK": "1"})
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "batch_hard identical: True" in text
     assert "chunk-size invariance: ok" in text

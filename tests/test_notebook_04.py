@@ -5,5 +5,7 @@ from nbrun import run_notebook
 
 def test_notebook_04_runs():
     nb = run_notebook("04_collapse.ipynb", env={"GEOTRIP_NOTEBOOK_QUICK": "1"})
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    text = "".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    )
     assert "collapsed" in text and "McNemar p=" in text

@@ -18,8 +18,11 @@ def test_structures():
     assert gt.triplet_structure("chain", 2).tolist() == [[0, 1, 2], [2, 3, 4]]
     assert gt.triplet_structure("cycle", 2).tolist() == [[0, 1, 2], [2, 3, 0]]
     labels = [0, 0, 1, 1, 1]
-    brute = sorted((a, p, n) for a, p, n in itertools.product(range(5), repeat=3)
-                   if a != p and labels[a] == labels[p] and labels[n] != labels[a])
+    brute = sorted(
+        (a, p, n)
+        for a, p, n in itertools.product(range(5), repeat=3)
+        if a != p and labels[a] == labels[p] and labels[n] != labels[a]
+    )
     assert sorted(map(tuple, gt.triplet_structure("labeled", labels=labels).tolist())) == brute
     assert gt.triplet_structure(np.array([[2, 0, 1]])).tolist() == [[2, 0, 1]]
     with pytest.raises(ValueError, match="unknown structure"):
@@ -49,8 +52,22 @@ def test_cli_search_descent_k2_d3(tmp_path, capsys):
     from geotrip.cli import main
 
     out = tmp_path / "c.json"
-    rc = main(["search", "--objective", "descent", "--triplets", "2", "--dim", "3", "--seed", "0",
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "search",
+            "--objective",
+            "descent",
+            "--triplets",
+            "2",
+            "--dim",
+            "3",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "verified independently" in text and "descent: best" in text
@@ -63,17 +80,30 @@ def test_cli_search_descent_k2_d3(tmp_path, capsys):
 @pytest.mark.slow
 def test_cli_search_descent_k2_d3_under_a_minute_from_cold_caches(tmp_path, capsys):
     """The issue's budget (run on demand: pytest -m slow); clearing JAX's caches slows later tests."""
-    from geotrip.cli import main
-
     from geotrip import _search
+    from geotrip.cli import main
 
     for cache in (_search._COMPILED, _search._OBJECTIVES_CACHE, _search._DD_CACHE):
         cache.clear()
     jax.clear_caches()
     out = tmp_path / "c.json"
     t0 = time.perf_counter()
-    rc = main(["search", "--objective", "descent", "--triplets", "2", "--dim", "3", "--seed", "0",
-               "--out", str(out), "--no-progress"])
+    rc = main(
+        [
+            "search",
+            "--objective",
+            "descent",
+            "--triplets",
+            "2",
+            "--dim",
+            "3",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     elapsed = time.perf_counter() - t0
     assert rc == 0
     print(f"geotrip search descent k=2 d=3 (in-process, cold JIT caches): {elapsed:.1f} s")
@@ -84,7 +114,10 @@ def test_objectives_are_nan_free_at_degenerate_configurations():
     t = gt.triplet_structure("shared_anchor", 2)
     coincident = jnp.tile(jnp.array([[1.0, 0.0, 0.0]]), (5, 1))
     inactive = jnp.array([[1.0, 0, 0], [1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]])
-    for obj in ("descent", "raw"):  # "angle" shares the descent surrogate; "active" has no nested gradient
+    for obj in (
+        "descent",
+        "raw",
+    ):  # "angle" shares the descent surrogate; "active" has no nested gradient
         f, score, valid = gt.objective_function(obj, t)
         gf = jax.jit(jax.grad(f))
         for X in (coincident, inactive):
@@ -159,5 +192,3 @@ def test_simplify_and_certify(descent_result):
     assert c.decimals <= 6
     for a in ("angle_deg > 90", "step.delta_A < 0", "step.delta_B > 0"):
         assert a in c.content["assertions"]
-
-

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -35,11 +34,14 @@ def test_closed_form_matches_autodiff(dim, dists):
 
 def test_closed_form_blocked_path_and_user_distance():
     # more rows than one block, a batch shape, and a user distance (raw part by autodiff)
-    cube = gt.make_distance("cube", lambda t: t ** 3)
+    cube = gt.make_distance("cube", lambda t: t**3)
     a, p, n = gt.uniform_sphere(jax.random.key(1), (3, 2, 600), 5)
     r1 = gt.gradient_angles(a, p, n, distances=(cube, "chord_sq"), margins=(1.0, 0.5))
-    r2 = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n, distances=(cube, "chord_sq"),
-                                                                margins=(1.0, 0.5)))(a, p, n)
+    r2 = jax.jit(
+        lambda a, p, n: gt.gradient_angles_closed_form(
+            a, p, n, distances=(cube, "chord_sq"), margins=(1.0, 0.5)
+        )
+    )(a, p, n)
     for k in gt.GRADIENT_ANGLE_KEYS:
         assert r2[k].shape == (2, 600)
         np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
@@ -99,21 +101,32 @@ _SHARD_SCRIPT = textwrap.dedent("""
 
 
 def test_sweep_invariant_to_device_count():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-    res = subprocess.run([sys.executable, "-c", _SHARD_SCRIPT], capture_output=True, text=True, env=env,
-                         timeout=300)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    res = subprocess.run(
+        [sys.executable, "-c", _SHARD_SCRIPT], capture_output=True, text=True, env=env, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout.strip().splitlines()[-1])
     ref = out["1/50"]
     for tag, r in out.items():
         for k in ref:
-            np.testing.assert_array_equal(np.asarray(r[k]), np.asarray(ref[k]), err_msg=f"{tag} {k}")
+            np.testing.assert_array_equal(
+                np.asarray(r[k]), np.asarray(ref[k]), err_msg=f"{tag} {k}"
+            )
 
 
 def test_summarize_values():
     th = np.radians(np.array([10.0, 40.0, 70.0, 100.0, np.nan]))
-    res = {"riemannian/joint": th, "defined/riemannian/joint": np.isfinite(th),
-           "active/A": np.array([True, False, True, True, True]), "config/theta_ap": np.arange(5.0)}
+    res = {
+        "riemannian/joint": th,
+        "defined/riemannian/joint": np.isfinite(th),
+        "active/A": np.array([True, False, True, True, True]),
+        "config/theta_ap": np.arange(5.0),
+    }
     s = gt.summarize(res)
     e = s["riemannian/joint"]
     assert e["count"] == 4 and e["defined_share"] == 0.8
@@ -141,9 +154,32 @@ def test_families_errors():
 
 def test_cli_sweep(tmp_path, capsys):
     out = tmp_path / "run"
-    rc = main(["sweep", "--family", "parametric", "--dim", "3", "4", "--samples", "200", "--seed", "1",
-               "--out", str(out), "--param", "theta_ap=(0, 0.2)", "--distances", "chord_sq", "geodesic",
-               "--margins", "0.2", "0.1", "--save-arrays", "--x64"])
+    rc = main(
+        [
+            "sweep",
+            "--family",
+            "parametric",
+            "--dim",
+            "3",
+            "4",
+            "--samples",
+            "200",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--param",
+            "theta_ap=(0, 0.2)",
+            "--distances",
+            "chord_sq",
+            "geodesic",
+            "--margins",
+            "0.2",
+            "0.1",
+            "--save-arrays",
+            "--x64",
+        ]
+    )
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert set(s["by_dim"]) == {"3", "4"} and list(s["params"]["theta_ap"]) == [0, 0.2]
@@ -155,11 +191,26 @@ def test_cli_sweep(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "d=4" in printed
     # bad arguments: one line, exit status 2
-    for argv, msg in ((["--family", "nope"], "family"), (["--samples", "0"], "samples"),
-                      (["--param", "radius"], "KEY=VALUE"), (["--param", "colour=1"], "unknown parameter"),
-                      (["--margins", "0.2"], "margins"), (["--distances", "chord_sq", "arc"], "distance"),
-                      (["--dim", "1"], "dim")):
-        base = ["sweep", "--family", "cap", "--dim", "3", "--samples", "10", "--out", str(tmp_path / "x")]
+    for argv, msg in (
+        (["--family", "nope"], "family"),
+        (["--samples", "0"], "samples"),
+        (["--param", "radius"], "KEY=VALUE"),
+        (["--param", "colour=1"], "unknown parameter"),
+        (["--margins", "0.2"], "margins"),
+        (["--distances", "chord_sq", "arc"], "distance"),
+        (["--dim", "1"], "dim"),
+    ):
+        base = [
+            "sweep",
+            "--family",
+            "cap",
+            "--dim",
+            "3",
+            "--samples",
+            "10",
+            "--out",
+            str(tmp_path / "x"),
+        ]
         argv2 = base + argv
         rc = main(argv2)
         err = capsys.readouterr().err

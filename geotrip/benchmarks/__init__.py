@@ -8,7 +8,7 @@ dict of measurements. Register a suite by adding its module to :data:`_SUITES`.
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["load_suites", "run_suites"]
 
@@ -38,5 +38,7 @@ def run_suites(names=None, *, quick: bool = False, log: Callable[[str], None] = 
     names = list(suites) if not names else list(names)
     unknown = [n for n in names if n not in suites]
     if unknown:
-        raise ValueError(f"unknown benchmark suite(s) {', '.join(unknown)}; valid: {', '.join(suites)}")
+        raise ValueError(
+            f"unknown benchmark suite(s) {', '.join(unknown)}; valid: {', '.join(suites)}"
+        )
     return {n: suites[n].run(quick=quick, log=log) for n in names}

@@ -17,16 +17,26 @@ The outputs of (a), (b), (c), (d) are checked against each other on the timed da
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 NAME = "angles"
-DESCRIPTION = "gradient-angle throughput: closed form, autodiff, NumPy, PyTorch, read-bandwidth limit"
+DESCRIPTION = (
+    "gradient-angle throughput: closed form, autodiff, NumPy, PyTorch, read-bandwidth limit"
+)
 
 DIMS = (3, 128, 1024)
-KEYS = ("raw/anchor", "raw/positive", "raw/negative", "raw/joint",
-        "riemannian/anchor", "riemannian/positive", "riemannian/negative", "riemannian/joint")
+KEYS = (
+    "raw/anchor",
+    "raw/positive",
+    "raw/negative",
+    "raw/joint",
+    "riemannian/anchor",
+    "riemannian/positive",
+    "riemannian/negative",
+    "riemannian/joint",
+)
 
 
 def _best(fn: Callable[[], object], *, reps: int, min_time: float = 0.0) -> float:
@@ -49,7 +59,7 @@ def copy_bandwidth(nbytes: int, *, reps: int = 5) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-# (c) NumPy: the closed form of geotrip._sweeps, for chord_sq (A) vs geodesic (B)
+# (c) NumPy: the closed form of geotrip.sweeps._sweeps, for chord_sq (A) vs geodesic (B)
 # ---------------------------------------------------------------------------------------
 
 
@@ -73,8 +83,14 @@ def numpy_closed_form(a, p, n, margins=(0.2, 0.2)):
     t_an = 2 * np.arctan2(sq0(np.where(pos_n, qmn, 4 - qpn)), sq0(np.where(pos_n, 4 - qmn, qpn)))
 
     def dot(c, e):
-        return (c[0] * e[0] + g11 * c[1] * e[1] + g22 * c[2] * e[2] + g01 * (c[0] * e[1] + c[1] * e[0])
-                + g02 * (c[0] * e[2] + c[2] * e[0]) + g12 * (c[1] * e[2] + c[2] * e[1]))
+        return (
+            c[0] * e[0]
+            + g11 * c[1] * e[1]
+            + g22 * c[2] * e[2]
+            + g01 * (c[0] * e[1] + c[1] * e[0])
+            + g02 * (c[0] * e[2] + c[2] * e[0])
+            + g12 * (c[1] * e[2] + c[2] * e[1])
+        )
 
     def div0(c, nrm):
         inv = np.divide(1, nrm, out=np.zeros_like(nrm), where=nrm > 0)
@@ -89,17 +105,39 @@ def numpy_closed_form(a, p, n, margins=(0.2, 0.2)):
     sA = ((4 * np.sin(t_ap / 2) ** 2 - 4 * np.sin(t_an / 2) ** 2 + mA) > 0).astype(a.dtype)
     sB = ((t_ap - t_an + mB) > 0).astype(a.dtype)
     wpA, wnA = sA * 2 * np.sin(t_ap), sA * 2 * np.sin(t_an)
-    riemA = ([wnA * y - wpA * x for x, y in zip(u_ap, u_an)], [-wpA * x for x in u_pa], [wnA * x for x in u_na])
-    riemB = ([sB * (y - x) for x, y in zip(u_ap, u_an)], [-sB * x for x in u_pa], [sB * x for x in u_na])
-    rawA = ([2 * sA * (sn - sp), -2 * sA, 2 * sA], [2 * sA * (sp - 1), 2 * sA, zero], [2 * sA * (1 - sn), zero, -2 * sA])
+    riemA = (
+        [wnA * y - wpA * x for x, y in zip(u_ap, u_an)],
+        [-wpA * x for x in u_pa],
+        [wnA * x for x in u_na],
+    )
+    riemB = (
+        [sB * (y - x) for x, y in zip(u_ap, u_an)],
+        [-sB * x for x in u_pa],
+        [sB * x for x in u_na],
+    )
+    rawA = (
+        [2 * sA * (sn - sp), -2 * sA, 2 * sA],
+        [2 * sA * (sp - 1), 2 * sA, zero],
+        [2 * sA * (1 - sn), zero, -2 * sA],
+    )
 
     def angle(u, v):
         nu = sq0(sum(dot(x, x) for x in u))
         nv = sq0(sum(dot(x, x) for x in v))
         uh = [div0(x, nu) for x in u]
         vh = [div0(x, nv) for x in v]
-        dm = sq0(sum(dot([i - j for i, j in zip(x, y)], [i - j for i, j in zip(x, y)]) for x, y in zip(uh, vh)))
-        dp = sq0(sum(dot([i + j for i, j in zip(x, y)], [i + j for i, j in zip(x, y)]) for x, y in zip(uh, vh)))
+        dm = sq0(
+            sum(
+                dot([i - j for i, j in zip(x, y)], [i - j for i, j in zip(x, y)])
+                for x, y in zip(uh, vh)
+            )
+        )
+        dp = sq0(
+            sum(
+                dot([i + j for i, j in zip(x, y)], [i + j for i, j in zip(x, y)])
+                for x, y in zip(uh, vh)
+            )
+        )
         th = 2 * np.arctan2(dm, dp)
         return np.where((nu > 0) & (nv > 0), th, np.nan)
 
@@ -132,7 +170,9 @@ def torch_autograd(torch, a, p, n, margins=(0.2, 0.2)):
         return torch.relu(((a_ - p_) ** 2).sum(-1) - ((a_ - n_) ** 2).sum(-1) + mA)
 
     def ang(x, y):
-        return 2 * torch.atan2(torch.linalg.vector_norm(x - y, dim=-1), torch.linalg.vector_norm(x + y, dim=-1))
+        return 2 * torch.atan2(
+            torch.linalg.vector_norm(x - y, dim=-1), torch.linalg.vector_norm(x + y, dim=-1)
+        )
 
     def geodesic(a_, p_, n_):
         return torch.relu(ang(a_, p_) - ang(a_, n_) + mB)
@@ -172,11 +212,18 @@ def _agree(ref, got, *, atol, max_share=0.005):
             diff = np.abs(r[ok] - g[ok])
             worst = max(worst, float(diff.max()))
             off = max(off, float((diff > atol).mean()))
-    return {"max_abs_diff_rad": worst, "share_off_by_more_than_atol": off, "atol_rad": atol,
-            "both_defined_min_share": both, "within_tolerance": off <= max_share}
+    return {
+        "max_abs_diff_rad": worst,
+        "share_off_by_more_than_atol": off,
+        "atol_rad": atol,
+        "both_defined_min_share": both,
+        "within_tolerance": off <= max_share,
+    }
 
 
-def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict | None = None) -> dict:
+def run(
+    *, quick: bool = False, log: Callable[[str], None] = print, sizes: dict | None = None
+) -> dict:
     """Run the suite. ``sizes`` overrides the problem sizes (keys: elems, n_cap, elems_ad,
     copy_bytes, reps, dims; used by the tests to run it in seconds)."""
     import jax
@@ -185,17 +232,20 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict 
     import geotrip as gt
 
     try:
-        import torch  # noqa: F401
+        import torch
+
         torch.set_num_threads(max(1, __import__("os").cpu_count() or 1))
     except ImportError:
         torch = None
-        log("torch is not installed: skipping the PyTorch peer (pip install 'geotrip[torch]' or torch==2.13.0)")
+        log(
+            "torch is not installed: skipping the PyTorch peer (pip install 'geotrip[torch]' or torch==2.13.0)"
+        )
 
-    elems = 2**22 if quick else 2**24      # N * d per input array for (a), (c): beyond the caches
-    n_cap = 2**18 if quick else 2**20      # at most this many configurations (d = 3)
-    elems_ad = 2**18 if quick else 2**21   # smaller for the slower autodiff and torch paths
+    elems = 2**22 if quick else 2**24  # N * d per input array for (a), (c): beyond the caches
+    n_cap = 2**18 if quick else 2**20  # at most this many configurations (d = 3)
+    elems_ad = 2**18 if quick else 2**21  # smaller for the slower autodiff and torch paths
     reps = 3 if quick else 5
-    copy_bytes = 2**28                     # 256 MiB: far beyond the caches
+    copy_bytes = 2**28  # 256 MiB: far beyond the caches
     if sizes:
         unknown = set(sizes) - {"elems", "n_cap", "elems_ad", "copy_bytes", "reps", "dims"}
         if unknown:
@@ -206,13 +256,17 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict 
         copy_bytes = sizes.get("copy_bytes", copy_bytes)
         reps = sizes.get("reps", reps)
     bw = copy_bandwidth(copy_bytes, reps=reps)
-    log(f"copy bandwidth: {bw / 1e9:.2f} GB/s (read + write, {copy_bytes / 2**20:.0f} MiB np.copyto)")
+    log(
+        f"copy bandwidth: {bw / 1e9:.2f} GB/s (read + write, {copy_bytes / 2**20:.0f} MiB np.copyto)"
+    )
     closed = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n))
-    from .._sweeps import _gram_sums
+    from ..sweeps._sweeps import _gram_sums
 
     # the closed form's single pass over the data alone (the twelve fused sums), to show where
     # the time goes: the rest is O(1) work per configuration
-    one_pass = jax.jit(lambda a, p, n: (lambda B: (B[0].g11, B[0].g22, B[0].g12, B[1], B[2]))(_gram_sums(a, p, n)))
+    one_pass = jax.jit(
+        lambda a, p, n: (lambda B: (B[0].g11, B[0].g22, B[0].g12, B[1], B[2]))(_gram_sums(a, p, n))
+    )
     autodiff = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n))
     rows = []
     for d in (sizes or {}).get("dims", DIMS):
@@ -228,20 +282,36 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict 
         t_ad = _best(lambda: jax.block_until_ready(autodiff(aa, pp, nn)), reps=max(2, reps - 2))
         an, pn, nnp = (np.asarray(x) for x in (a, p, n))
         t_np = _best(lambda: numpy_closed_form(an, pn, nnp), reps=max(2, reps - 2))
-        row = {"dim": d, "dtype": "float32", "N": N, "N_autodiff_torch": Nad,
-               "bytes_per_config": 12 * d,
-               "configs_per_s": {"closed_form": N / t_cf, "autodiff": Nad / t_ad, "numpy": N / t_np,
-                                 "closed_form_data_pass_only": N / t_pass, "read_bandwidth_limit": limit}}
+        row = {
+            "dim": d,
+            "dtype": "float32",
+            "N": N,
+            "N_autodiff_torch": Nad,
+            "bytes_per_config": 12 * d,
+            "configs_per_s": {
+                "closed_form": N / t_cf,
+                "autodiff": Nad / t_ad,
+                "numpy": N / t_np,
+                "closed_form_data_pass_only": N / t_pass,
+                "read_bandwidth_limit": limit,
+            },
+        }
         ref_cf = closed(aa, pp, nn)
-        row["agreement"] = {"autodiff_vs_closed_form": _agree(autodiff(aa, pp, nn), ref_cf, atol=1e-3),
-                            "numpy_vs_closed_form": _agree(numpy_closed_form(an[:Nad], pn[:Nad], nnp[:Nad]),
-                                                           ref_cf, atol=1e-3)}
+        row["agreement"] = {
+            "autodiff_vs_closed_form": _agree(autodiff(aa, pp, nn), ref_cf, atol=1e-3),
+            "numpy_vs_closed_form": _agree(
+                numpy_closed_form(an[:Nad], pn[:Nad], nnp[:Nad]), ref_cf, atol=1e-3
+            ),
+        }
         if torch is not None:
             ta, tp, tn = (torch.from_numpy(np.array(x)) for x in (aa, pp, nn))
             t_th = _best(lambda: torch_autograd(torch, ta, tp, tn), reps=max(2, reps - 2))
             row["configs_per_s"]["torch"] = Nad / t_th
             row["agreement"]["torch_vs_closed_form"] = _agree(
-                {k: v.numpy() for k, v in torch_autograd(torch, ta, tp, tn).items()}, ref_cf, atol=1e-3)
+                {k: v.numpy() for k, v in torch_autograd(torch, ta, tp, tn).items()},
+                ref_cf,
+                atol=1e-3,
+            )
         c = row["configs_per_s"]
         row["ratios"] = {
             "closed_form_over_read_limit": c["closed_form"] / limit,
@@ -257,8 +327,8 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print, sizes: dict 
         rat = ", ".join(f"{k} {v:.2f}" for k, v in row["ratios"].items())
         log(f"d={d:5d} N={N}: {msg}")
         log(f"        ratios: {rat}")
-    import platform
     import os
+    import platform
 
     return {
         "suite": NAME,

@@ -41,14 +41,20 @@ def _setup_jax(args: argparse.Namespace) -> None:
         jax.config.update("jax_enable_x64", True)
 
 
-def add_jax_options(parser: argparse.ArgumentParser, *, default_platform: str = "cpu", x64: bool = False) -> None:
+def add_jax_options(
+    parser: argparse.ArgumentParser, *, default_platform: str = "cpu", x64: bool = False
+) -> None:
     """Add the common ``--platform`` and ``--x64`` options to a subcommand parser."""
     parser.add_argument(
-        "--platform", choices=("cpu", "gpu", "cuda", "rocm", "tpu", "auto"), default=default_platform,
+        "--platform",
+        choices=("cpu", "gpu", "cuda", "rocm", "tpu", "auto"),
+        default=default_platform,
         help=f"JAX platform to run on (default: {default_platform}; 'auto' lets JAX choose)",
     )
     parser.add_argument(
-        "--x64", action=argparse.BooleanOptionalAction, default=x64,
+        "--x64",
+        action=argparse.BooleanOptionalAction,
+        default=x64,
         help=f"enable float64 in JAX (default: {'on' if x64 else 'off'})",
     )
 

@@ -15,9 +15,11 @@ def register(sub) -> None:
         "bench",
         help="throughput benchmarks (gradient angles: closed form, autodiff, NumPy, PyTorch, bandwidth)",
         description="Run the benchmark suites (default: all) and print configurations per second and "
-                    "ratios; --json saves them with provenance.",
+        "ratios; --json saves them with provenance.",
     )
-    p.add_argument("--suite", nargs="+", metavar="NAME", help="suites to run (default: all; see --list)")
+    p.add_argument(
+        "--suite", nargs="+", metavar="NAME", help="suites to run (default: all; see --list)"
+    )
     p.add_argument("--list", action="store_true", help="list the suites and exit")
     p.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
@@ -45,9 +47,13 @@ def run(args: argparse.Namespace) -> int:
     total = time.perf_counter() - t0
     print(f"bench: {len(results)} suite(s) in {total:.1f} s")
     if args.json is not None:
-        record = {"results": results, "seconds": total,
-                  "provenance": provenance(seed=None, extra={"suites": list(results), "quick": args.quick},
-                                           packages=("torch",))}
+        record = {
+            "results": results,
+            "seconds": total,
+            "provenance": provenance(
+                seed=None, extra={"suites": list(results), "quick": args.quick}, packages=("torch",)
+            ),
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")

@@ -15,29 +15,39 @@ def register(sub) -> None:
     p = sub.add_parser(
         "collapse",
         help="train triplet embeddings over distances, mining, spreads, learning rates and margins; "
-             "measure collapse",
+        "measure collapse",
         description=(
             "Run a collapse sweep (free features on the sphere and MLPs on synthetic clusters and sklearn "
             "digits), vectorised over distances, seeds and hyper-parameters, writing runs.csv, phase tables "
             "with binomial confidence intervals, summary.json, histories and provenance to --out "
-            "incrementally (an interrupted sweep resumes), then the figures."),
+            "incrementally (an interrupted sweep resumes), then the figures."
+        ),
     )
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--preset", default=None, help="tiny, quick (about 5 min on 2 CPU cores), full (GPU), "
-                                                     "figure-quick, figure")
+    p.add_argument(
+        "--preset",
+        default=None,
+        help="tiny, quick (about 5 min on 2 CPU cores), full (GPU), figure-quick, figure",
+    )
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the preset's)")
-    p.add_argument("--no-resume", action="store_true", help="start afresh instead of skipping finished cells")
+    p.add_argument(
+        "--seeds", type=int, default=None, help="number of seeds (default: the preset's)"
+    )
+    p.add_argument(
+        "--no-resume", action="store_true", help="start afresh instead of skipping finished cells"
+    )
     p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
-    p.add_argument("--max-cells", type=int, default=None, help="stop after this many cells (resume later)")
+    p.add_argument(
+        "--max-cells", type=int, default=None, help="stop after this many cells (resume later)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_jax_options(p, default_platform="cpu", x64=False)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._experiments import COLLAPSE_PRESETS, run_collapse_sweep
+    from ..train._experiments import COLLAPSE_PRESETS, run_collapse_sweep
 
     if args.quick and args.preset not in (None, "quick"):
         raise CLIError("--quick conflicts with --preset " + str(args.preset))
@@ -54,20 +64,39 @@ def run(args: argparse.Namespace) -> int:
     if args.max_cells is not None and args.max_cells < 1:
         raise CLIError(f"--max-cells must be >= 1, got {args.max_cells}")
     t0 = time.perf_counter()
-    summary = run_collapse_sweep(spec, args.out, seed0=args.seed, resume=not args.no_resume,
-                                 progress=not args.no_progress, max_cells=args.max_cells)
+    summary = run_collapse_sweep(
+        spec,
+        args.out,
+        seed0=args.seed,
+        resume=not args.no_resume,
+        progress=not args.no_progress,
+        max_cells=args.max_cells,
+    )
     secs = time.perf_counter() - t0
-    print(f"collapse[{name}]: {summary['cells']}/{summary['cells_total']} cells in {args.out} ({secs:.1f} s)")
+    print(
+        f"collapse[{name}]: {summary['cells']}/{summary['cells_total']} cells in {args.out} ({secs:.1f} s)"
+    )
     for e in summary.get("squared_vs_root", []):
-        print(f"  {e['task']:9s} {e['squared']:>11s} vs {e['root']:8s}: pairs={e['pairs']} "
-              f"only-squared={e['only_squared']} only-root={e['only_root']} both={e['both']} "
-              f"McNemar p={e['mcnemar_p']:.3g}")
+        print(
+            f"  {e['task']:9s} {e['squared']:>11s} vs {e['root']:8s}: pairs={e['pairs']} "
+            f"only-squared={e['only_squared']} only-root={e['only_root']} both={e['both']} "
+            f"McNemar p={e['mcnemar_p']:.3g}"
+        )
     if not args.no_figures and summary["cells"] > 0:
         from ..figures._collapse import plot_collapse
 
         paths = plot_collapse(args.out, args.out, seed=args.seed, parameters={"preset": name})
         print(f"figures: {len(paths)} files in {args.out}")
-    (Path(args.out) / "timing.json").write_text(json.dumps(
-        {"preset": name, "seconds": secs, "cells": summary["cells"], "cells_total": summary["cells_total"]},
-        indent=2) + "\n")
+    (Path(args.out) / "timing.json").write_text(
+        json.dumps(
+            {
+                "preset": name,
+                "seconds": secs,
+                "cells": summary["cells"],
+                "cells_total": summary["cells_total"],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return 0

@@ -15,11 +15,15 @@ def register(sub) -> None:
         help="regenerate the paper's figures (PDF, PNG, data, provenance)",
         description="Regenerate every registered figure (or those named with --only) into --out.",
     )
-    p.add_argument("--out", type=Path, default=Path("figures"), help="output folder (default: figures/)")
+    p.add_argument(
+        "--out", type=Path, default=Path("figures"), help="output folder (default: figures/)"
+    )
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these figures (see --list)")
     p.add_argument("--list", action="store_true", help="list the figures and exit")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
-    p.add_argument("--quick", action="store_true", help="smaller grids and budgets (for tests and previews)")
+    p.add_argument(
+        "--quick", action="store_true", help="smaller grids and budgets (for tests and previews)"
+    )
     add_jax_options(p, default_platform="cpu", x64=True)
     p.set_defaults(func=run)
 

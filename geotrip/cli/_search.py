@@ -19,27 +19,61 @@ def register(sub) -> None:
             "certificate verifies, 1 when it does not."
         ),
     )
-    p.add_argument("--objective", default="angle",
-                   help="angle, descent, active, raw, or MODULE:FUNCTION for a JAX function f(X, triplets) "
-                        "-> scalar to maximise (default: angle)")
-    p.add_argument("--triplets", "-k", type=int, default=2, help="number of triplets k (default: 2)")
-    p.add_argument("--dim", "-d", type=int, default=3, help="ambient dimension d, points on S^{d-1} (default: 3)")
-    p.add_argument("--structure", default="shared_anchor",
-                   help="shared_anchor, chain, cycle, labeled:L0,L1,... (all triplets of a labeled batch), "
-                        "or explicit:a,p,n;a,p,n;... (default: shared_anchor)")
-    p.add_argument("--distances", nargs=2, default=("chord_sq", "geodesic"), metavar=("A", "B"),
-                   help="the two distances (default: chord_sq geodesic)")
-    p.add_argument("--margins", nargs=2, type=float, default=(0.2, 0.2), metavar=("MA", "MB"),
-                   help="the two margins (default: 0.2 0.2)")
+    p.add_argument(
+        "--objective",
+        default="angle",
+        help="angle, descent, active, raw, or MODULE:FUNCTION for a JAX function f(X, triplets) "
+        "-> scalar to maximise (default: angle)",
+    )
+    p.add_argument(
+        "--triplets", "-k", type=int, default=2, help="number of triplets k (default: 2)"
+    )
+    p.add_argument(
+        "--dim",
+        "-d",
+        type=int,
+        default=3,
+        help="ambient dimension d, points on S^{d-1} (default: 3)",
+    )
+    p.add_argument(
+        "--structure",
+        default="shared_anchor",
+        help="shared_anchor, chain, cycle, labeled:L0,L1,... (all triplets of a labeled batch), "
+        "or explicit:a,p,n;a,p,n;... (default: shared_anchor)",
+    )
+    p.add_argument(
+        "--distances",
+        nargs=2,
+        default=("chord_sq", "geodesic"),
+        metavar=("A", "B"),
+        help="the two distances (default: chord_sq geodesic)",
+    )
+    p.add_argument(
+        "--margins",
+        nargs=2,
+        type=float,
+        default=(0.2, 0.2),
+        metavar=("MA", "MB"),
+        help="the two margins (default: 0.2 0.2)",
+    )
     p.add_argument("--soft", action="store_true", help="soft-margin losses log(1 + exp(z))")
-    p.add_argument("--restarts", type=int, default=256, help="parallel random restarts (default: 256)")
+    p.add_argument(
+        "--restarts", type=int, default=256, help="parallel random restarts (default: 256)"
+    )
     p.add_argument("--steps", type=int, default=400, help="optimiser steps (default: 400)")
     p.add_argument("--lr", type=float, default=0.02, help="Adam learning rate (default: 0.02)")
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default: 0)")
-    p.add_argument("--simplify", action="store_true",
-                   help="shrink to the fewest triplets and the smallest dimension keeping the property")
-    p.add_argument("--decimals", type=int, default=None, help="round to exactly this many decimals "
-                   "(default: the fewest that keep the property)")
+    p.add_argument(
+        "--simplify",
+        action="store_true",
+        help="shrink to the fewest triplets and the smallest dimension keeping the property",
+    )
+    p.add_argument(
+        "--decimals",
+        type=int,
+        default=None,
+        help="round to exactly this many decimals (default: the fewest that keep the property)",
+    )
     p.add_argument("--out", type=Path, required=True, help="certificate file to write (JSON)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_jax_options(p, default_platform="cpu", x64=True)
@@ -47,19 +81,25 @@ def register(sub) -> None:
 
 
 def _structure(spec: str, k: int):
-    from .._search import triplet_structure
+    from ..search._search import triplet_structure
 
     if spec.startswith("labeled:"):
         try:
             labels = [int(x) for x in spec.split(":", 1)[1].split(",")]
         except ValueError:
-            raise CLIError(f"cannot read labels in {spec!r}; expected labeled:0,0,1,1,...") from None
+            raise CLIError(
+                f"cannot read labels in {spec!r}; expected labeled:0,0,1,1,..."
+            ) from None
         return triplet_structure("labeled", labels=labels)
     if spec.startswith("explicit:"):
         import numpy as np
 
         try:
-            rows = [[int(x) for x in r.split(",")] for r in spec.split(":", 1)[1].split(";") if r.strip()]
+            rows = [
+                [int(x) for x in r.split(",")]
+                for r in spec.split(":", 1)[1].split(";")
+                if r.strip()
+            ]
             return triplet_structure(np.asarray(rows, dtype=np.int64))
         except ValueError as exc:
             raise CLIError(f"cannot read triplets in {spec!r}: {exc}") from None
@@ -67,7 +107,7 @@ def _structure(spec: str, k: int):
 
 
 def _objective(spec: str):
-    from .._search import OBJECTIVES
+    from ..search._search import OBJECTIVES
 
     if spec in OBJECTIVES:
         return spec
@@ -86,8 +126,8 @@ def _objective(spec: str):
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from .._certificates import CertificateError
-    from .._search import certify, search, simplify
+    from ..search._search import certify, search, simplify
+    from ..search.certificates import CertificateError
 
     if not jax.config.jax_enable_x64:
         raise CLIError("certificates need float64; do not pass --no-x64")
@@ -100,9 +140,19 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     objective = _objective(args.objective)
     triplets = _structure(args.structure, args.triplets)
-    res = search(objective, triplets=triplets, dim=args.dim, distances=tuple(args.distances),
-                 margins=tuple(args.margins), soft=args.soft, restarts=args.restarts, steps=args.steps,
-                 learning_rate=args.lr, seed=args.seed, progress=not args.no_progress)
+    res = search(
+        objective,
+        triplets=triplets,
+        dim=args.dim,
+        distances=tuple(args.distances),
+        margins=tuple(args.margins),
+        soft=args.soft,
+        restarts=args.restarts,
+        steps=args.steps,
+        learning_rate=args.lr,
+        seed=args.seed,
+        progress=not args.no_progress,
+    )
     print(res.describe())
     if not res.candidates.size:
         print("no valid configuration found (all restarts degenerate); nothing to certify")
@@ -110,7 +160,9 @@ def run(args: argparse.Namespace) -> int:
     if args.simplify:
         try:
             res = simplify(res)
-            print(f"simplified: k={res.k}, d={res.dim}, value {res.value:.6g} ({'; '.join(res.notes) or 'no change'})")
+            print(
+                f"simplified: k={res.k}, d={res.dim}, value {res.value:.6g} ({'; '.join(res.notes) or 'no change'})"
+            )
         except ValueError as exc:
             print(f"not simplified: {exc}")
     try:
@@ -120,8 +172,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
     ver = cert.verification
     status = "verified" if ver.ok else "REJECTED by the verifier"
-    print(f"certificate {args.out} ({cert.decimals} decimals, {len(cert.content['assertions'])} assertions): "
-          f"{status} independently in float64 and mpmath; {cert.content['statement']}")
+    print(
+        f"certificate {args.out} ({cert.decimals} decimals, {len(cert.content['assertions'])} assertions): "
+        f"{status} independently in float64 and mpmath; {cert.content['statement']}"
+    )
     for line in ver.failures:
         print(f"  FAIL {line}")
     return 0 if ver.ok else 1

@@ -24,32 +24,56 @@ def _value(text: str):
 
 
 def register(sub) -> None:
-    from .._sweeps import SWEEP_FAMILIES
+    from ..sweeps._sweeps import SWEEP_FAMILIES
 
-    fams = "; ".join(f"{k}: {v.description} (params: {', '.join(f'{p}={d!r}' for p, d in v.params.items()) or 'none'})"
-                     for k, v in SWEEP_FAMILIES.items())
+    fams = "; ".join(
+        f"{k}: {v.description} (params: {', '.join(f'{p}={d!r}' for p, d in v.params.items()) or 'none'})"
+        for k, v in SWEEP_FAMILIES.items()
+    )
     p = sub.add_parser(
         "sweep",
         help="gradient-angle statistics over N configurations of a family (jit+vmap, sharded)",
         description="Evaluate the angles between the gradients of two triplet losses over N random "
-                    "configurations of a family, for one or more dimensions; write summary.json "
-                    "(quantiles, histograms, shares above 30/60/90 degrees, provenance) and, with "
-                    f"--save-arrays, per-configuration arrays. Families: {fams}.",
+        "configurations of a family, for one or more dimensions; write summary.json "
+        "(quantiles, histograms, shares above 30/60/90 degrees, provenance) and, with "
+        f"--save-arrays, per-configuration arrays. Families: {fams}.",
     )
     p.add_argument("--family", required=True, help=f"one of: {', '.join(SWEEP_FAMILIES)}")
     p.add_argument("--dim", type=int, nargs="+", required=True, metavar="D", help="dimension(s) d")
-    p.add_argument("--samples", type=int, default=100_000, help="configurations per dimension (default 100000)")
+    p.add_argument(
+        "--samples", type=int, default=100_000, help="configurations per dimension (default 100000)"
+    )
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                   help="family parameter, e.g. radius=0.1, theta_ap=(0,0.5), strategy=semihard (repeatable)")
-    p.add_argument("--distances", nargs="+", default=["chord_sq", "geodesic"], metavar="NAME",
-                   help="the two distances A B (default chord_sq geodesic)")
-    p.add_argument("--margins", nargs="+", type=float, default=[0.2, 0.2], metavar="M",
-                   help="the two margins, each in its distance's units (default 0.2 0.2)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="family parameter, e.g. radius=0.1, theta_ap=(0,0.5), strategy=semihard (repeatable)",
+    )
+    p.add_argument(
+        "--distances",
+        nargs="+",
+        default=["chord_sq", "geodesic"],
+        metavar="NAME",
+        help="the two distances A B (default chord_sq geodesic)",
+    )
+    p.add_argument(
+        "--margins",
+        nargs="+",
+        type=float,
+        default=[0.2, 0.2],
+        metavar="M",
+        help="the two margins, each in its distance's units (default 0.2 0.2)",
+    )
     p.add_argument("--soft", action="store_true", help="soft-margin losses")
-    p.add_argument("--method", choices=("closed_form", "autodiff"), default="closed_form",
-                   help="gradient-angle path (default closed_form)")
+    p.add_argument(
+        "--method",
+        choices=("closed_form", "autodiff"),
+        default="closed_form",
+        help="gradient-angle path (default closed_form)",
+    )
     p.add_argument("--chunk-size", type=int, default=65536, help="configurations per compiled call")
     p.add_argument("--save-arrays", action="store_true", help="also write arrays_d{D}.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -58,8 +82,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._distances import lookup_distance
-    from .._sweeps import SWEEP_FAMILIES, run_sweep
+    from ..core._distances import distance as get_distance
+    from ..sweeps._sweeps import SWEEP_FAMILIES, run_sweep
 
     if args.family not in SWEEP_FAMILIES:
         raise CLIError(f"unknown family {args.family!r}; valid: {', '.join(SWEEP_FAMILIES)}")
@@ -76,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.margins) != 2:
         raise CLIError(f"--margins takes exactly two values (A B), got {len(args.margins)}")
     for name in args.distances:
-        lookup_distance(name)  # ValueError lists the valid names
+        get_distance(name)  # ValueError lists the valid names
     params = {}
     for item in args.param:
         if "=" not in item:
@@ -84,16 +108,29 @@ def run(args: argparse.Namespace) -> int:
         k, v = item.split("=", 1)
         params[k.strip()] = _value(v)
     t0 = time.perf_counter()
-    s = run_sweep(args.family, dims=args.dim, samples=args.samples, seed=args.seed,
-                  distances=tuple(args.distances), margins=tuple(args.margins), soft=args.soft,
-                  params=params, out=args.out, save_arrays=args.save_arrays, chunk_size=args.chunk_size,
-                  method=args.method, progress=False if args.no_progress else None)
+    s = run_sweep(
+        args.family,
+        dims=args.dim,
+        samples=args.samples,
+        seed=args.seed,
+        distances=tuple(args.distances),
+        margins=tuple(args.margins),
+        soft=args.soft,
+        params=params,
+        out=args.out,
+        save_arrays=args.save_arrays,
+        chunk_size=args.chunk_size,
+        method=args.method,
+        progress=False if args.no_progress else None,
+    )
     for d, e in s["by_dim"].items():
         rj, wj = e.get("riemannian/joint", {}), e.get("raw/joint", {})
         med = lambda x: f"{x['quantiles']['0.5']:.2f}°" if "quantiles" in x else "n/a"
         above = lambda x: f"{x['share_above']['90']:.4f}" if "share_above" in x else "n/a"
-        print(f"{args.family} d={d}: {e['num']} configs, {e['configs_per_second']:.3g}/s; "
-              f"joint angle median riemannian {med(rj)}, raw {med(wj)}; share > 90°: "
-              f"riemannian {above(rj)}, raw {above(wj)}; defined {rj.get('defined_share', 0):.3f}")
+        print(
+            f"{args.family} d={d}: {e['num']} configs, {e['configs_per_second']:.3g}/s; "
+            f"joint angle median riemannian {med(rj)}, raw {med(wj)}; share > 90°: "
+            f"riemannian {above(rj)}, raw {above(wj)}; defined {rj.get('defined_share', 0):.3f}"
+        )
     print(f"wrote {args.out / 'summary.json'} ({time.perf_counter() - t0:.1f} s)")
     return 0

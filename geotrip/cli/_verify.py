@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._certificates import CertificateError, verify_certificate
+    from ..search.certificates import CertificateError, verify_certificate
 
     status = 0
     for f in args.files:
@@ -34,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"geotrip verify: error: {exc}", file=sys.stderr)
             status = max(status, 2)
             continue
-        except Exception as exc:  # noqa: BLE001 - a hand-edited file must never produce a traceback
-            print(f"geotrip verify: error: {f}: cannot check this certificate "
-                  f"({type(exc).__name__}: {exc})", file=sys.stderr)
+        except Exception as exc:
+            print(
+                f"geotrip verify: error: {f}: cannot check this certificate "
+                f"({type(exc).__name__}: {exc})",
+                file=sys.stderr,
+            )
             status = max(status, 2)
             continue
         for line in res.failures:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,18 +38,30 @@ def _spread_label(s):
 
 
 def _rows(run_dir):
-    from .._experiments import read_collapse_runs
+    from ..train._experiments import read_collapse_runs
 
     return read_collapse_runs(Path(run_dir) / "runs.csv")
 
 
 def spread_panels(rows) -> dict[str, np.ndarray]:
     """Pooled (over lr and margin) collapse probability per task, loss, distance and spread."""
-    from .._experiments import collapse_phase_table
+    from ..train._experiments import collapse_phase_table
 
     table = collapse_phase_table(rows, by=("task", "strategy", "soft", "distance", "spread"))
-    keys = ("task", "strategy", "soft", "distance", "spread", "n", "collapsed", "p", "wilson_lo", "wilson_hi",
-            "init_collapsed", "recall_at_1")
+    keys = (
+        "task",
+        "strategy",
+        "soft",
+        "distance",
+        "spread",
+        "n",
+        "collapsed",
+        "p",
+        "wilson_lo",
+        "wilson_hi",
+        "init_collapsed",
+        "recall_at_1",
+    )
     return {k: np.array([r[k] for r in table]) for k in keys}
 
 
@@ -63,22 +76,44 @@ def plot_spread(rows, out_dir, *, seed, parameters=None, name="collapse_spread")
     spreads = sorted(set(d["spread"].tolist()))
     ncol = min(3, len(panels))
     nrow = math.ceil(len(panels) / ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4.2 * ncol, 3.2 * nrow), squeeze=False, constrained_layout=True
+    )
     distances = [x for x in _STYLE if x in set(d["distance"].tolist())]
     for ax, (task, strat, soft) in zip(axes.flat, panels):
         for j, dist in enumerate(distances):
-            sel = (d["task"] == task) & (d["strategy"] == strat) & (d["soft"] == soft) & (d["distance"] == dist)
+            sel = (
+                (d["task"] == task)
+                & (d["strategy"] == strat)
+                & (d["soft"] == soft)
+                & (d["distance"] == dist)
+            )
             order = np.argsort(d["spread"][sel])
             xs = np.array([spreads.index(v) for v in d["spread"][sel][order]]) + (j - 2) * 0.06
             p, lo, hi = d["p"][sel][order], d["wilson_lo"][sel][order], d["wilson_hi"][sel][order]
-            ax.errorbar(xs, p, yerr=[np.clip(p - lo, 0, None), np.clip(hi - p, 0, None)], capsize=2, ms=4, lw=1.2, label=dist, **_STYLE[dist])
+            ax.errorbar(
+                xs,
+                p,
+                yerr=[np.clip(p - lo, 0, None), np.clip(hi - p, 0, None)],
+                capsize=2,
+                ms=4,
+                lw=1.2,
+                label=dist,
+                **_STYLE[dist],
+            )
         sel = (d["task"] == task) & (d["strategy"] == strat) & (d["soft"] == soft)
         init = {}
         for s_, ic, n in zip(d["spread"][sel], d["init_collapsed"][sel], d["n"][sel]):
             a, b = init.get(s_, (0, 0))
             init[s_] = (a + ic, b + n)
-        ax.plot([spreads.index(s_) for s_ in sorted(init)], [init[s_][0] / init[s_][1] for s_ in sorted(init)],
-                color="0.5", lw=3, alpha=0.35, label="collapsed at start")
+        ax.plot(
+            [spreads.index(s_) for s_ in sorted(init)],
+            [init[s_][0] / init[s_][1] for s_ in sorted(init)],
+            color="0.5",
+            lw=3,
+            alpha=0.35,
+            label="collapsed at start",
+        )
         n_per = int(d["n"][sel][0]) if sel.any() else 0
         ax.set_title(f"{task}: {_loss_label(strat, soft)}  (n={n_per} per point)", fontsize=9)
         ax.set_xticks(range(len(spreads)))
@@ -86,12 +121,14 @@ def plot_spread(rows, out_dir, *, seed, parameters=None, name="collapse_spread")
         ax.set_xlabel("initial angular spread (rad)")
         ax.set_ylim(-0.04, 1.04)
         ax.grid(alpha=0.3)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax in axes[:, 0]:
         ax.set_ylabel("P(collapsed at end)")
     axes.flat[0].legend(fontsize=7, loc="best")
-    fig.suptitle("Collapse probability (pooled over learning rates and margins; Wilson 95% CI)", fontsize=10)
+    fig.suptitle(
+        "Collapse probability (pooled over learning rates and margins; Wilson 95% CI)", fontsize=10
+    )
     return save_figure(fig, out_dir, name, data=d, seed=seed, parameters=parameters)
 
 
@@ -101,14 +138,19 @@ def plot_phase(rows, out_dir, *, seed, parameters=None, name="collapse_phase"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .._experiments import collapse_phase_table
+    from ..train._experiments import collapse_phase_table
 
     table = collapse_phase_table(rows)
     panels = sorted({(r["task"], r["strategy"], r["soft"]) for r in table})
     distances = [x for x in _STYLE if x in {r["distance"] for r in table}]
     spreads = sorted({r["spread"] for r in table})
-    fig, axes = plt.subplots(len(panels), len(distances), figsize=(2.3 * len(distances) + 1, 1.9 * len(panels) + 0.6),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        len(panels),
+        len(distances),
+        figsize=(2.3 * len(distances) + 1, 1.9 * len(panels) + 0.6),
+        squeeze=False,
+        constrained_layout=True,
+    )
     data: dict[str, Any] = {k: np.array([r[k] for r in table]) for k in table[0]}
     im = None
     for i, (task, strat, soft) in enumerate(panels):
@@ -117,17 +159,31 @@ def plot_phase(rows, out_dir, *, seed, parameters=None, name="collapse_phase"):
             ax = axes[i, j]
             M = np.full((len(combos), len(spreads)), np.nan)
             for r in table:
-                if (r["task"], r["strategy"], r["soft"], r["distance"]) == (task, strat, soft, dist):
+                if (r["task"], r["strategy"], r["soft"], r["distance"]) == (
+                    task,
+                    strat,
+                    soft,
+                    dist,
+                ):
                     M[combos.index((r["lr"], r["margin"])), spreads.index(r["spread"])] = r["p"]
             im = ax.imshow(M, vmin=0, vmax=1, cmap="magma_r", aspect="auto")
             for (a, b), v in np.ndenumerate(M):
                 if np.isfinite(v):
-                    ax.text(b, a, f"{v:.2f}".lstrip("0") if v < 1 else "1", ha="center", va="center", fontsize=5,
-                            color="w" if v > 0.5 else "k")
+                    ax.text(
+                        b,
+                        a,
+                        f"{v:.2f}".lstrip("0") if v < 1 else "1",
+                        ha="center",
+                        va="center",
+                        fontsize=5,
+                        color="w" if v > 0.5 else "k",
+                    )
             ax.set_xticks(range(len(spreads)))
             ax.set_xticklabels([_spread_label(s_) for s_ in spreads], fontsize=6)
             ax.set_yticks(range(len(combos)))
-            ax.set_yticklabels([f"lr={a:g} m={b:g}" for a, b in combos] if j == 0 else [], fontsize=6)
+            ax.set_yticklabels(
+                [f"lr={a:g} m={b:g}" for a, b in combos] if j == 0 else [], fontsize=6
+            )
             if i == 0:
                 ax.set_title(dist, fontsize=9)
             if j == 0:
@@ -136,8 +192,10 @@ def plot_phase(rows, out_dir, *, seed, parameters=None, name="collapse_phase"):
                 ax.set_xlabel("initial spread", fontsize=7)
     if im is not None:
         fig.colorbar(im, ax=axes, shrink=0.6, label="P(collapsed)")
-    fig.suptitle("Collapse probability over initial spread x (learning rate, margin in reference units)",
-                 fontsize=10)
+    fig.suptitle(
+        "Collapse probability over initial spread x (learning rate, margin in reference units)",
+        fontsize=10,
+    )
     return save_figure(fig, out_dir, name, data=data, seed=seed, parameters=parameters)
 
 
@@ -150,7 +208,9 @@ def plot_curves(run_dir, out_dir, *, seed, parameters=None, name="collapse_curve
     files = sorted((Path(run_dir) / "history").glob("*__batch_hard__hinge.npz"))
     if not files:
         files = sorted((Path(run_dir) / "history").glob("*.npz"))
-    fig, axes = plt.subplots(1, len(files), figsize=(4.2 * len(files), 3.2), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(
+        1, len(files), figsize=(4.2 * len(files), 3.2), squeeze=False, constrained_layout=True
+    )
     data: dict[str, Any] = {}
     for ax, f in zip(axes[0], files):
         h = np.load(f)
@@ -169,7 +229,9 @@ def plot_curves(run_dir, out_dir, *, seed, parameters=None, name="collapse_curve
             data[f"{f.stem}/{dist}/q3"] = q3
         data[f"{f.stem}/step"] = h["step"]
         ax.axhline(0.99, color="k", lw=0.8, ls=":")
-        ax.set_title(f"{f.stem.replace('__', ' ')}\nspread {smin:g} rad; median, IQR over runs", fontsize=8)
+        ax.set_title(
+            f"{f.stem.replace('__', ' ')}\nspread {smin:g} rad; median, IQR over runs", fontsize=8
+        )
         ax.set_xlabel("training step")
         ax.set_ylim(-0.25, 1.02)
         ax.grid(alpha=0.3)
@@ -178,14 +240,17 @@ def plot_curves(run_dir, out_dir, *, seed, parameters=None, name="collapse_curve
     return save_figure(fig, out_dir, name, data=data, seed=seed, parameters=parameters)
 
 
-def plot_collapse(run_dir, out_dir, *, seed: int | None = None,
-                  parameters: Mapping[str, Any] | None = None) -> list:
+def plot_collapse(
+    run_dir, out_dir, *, seed: int | None = None, parameters: Mapping[str, Any] | None = None
+) -> list:
     """Draw the three collapse figures from a sweep folder; returns the written paths."""
     rows = _rows(run_dir)
     params = dict(parameters or {}, source=str(run_dir))
-    return (plot_spread(rows, out_dir, seed=seed, parameters=params)
-            + plot_phase(rows, out_dir, seed=seed, parameters=params)
-            + plot_curves(run_dir, out_dir, seed=seed, parameters=params))
+    return (
+        plot_spread(rows, out_dir, seed=seed, parameters=params)
+        + plot_phase(rows, out_dir, seed=seed, parameters=params)
+        + plot_curves(run_dir, out_dir, seed=seed, parameters=params)
+    )
 
 
 _CACHE: dict[tuple, Path] = {}
@@ -193,9 +258,9 @@ _CACHE: dict[tuple, Path] = {}
 
 def _figure_sweep(seed: int, quick: bool) -> Path:
     """Run (once per process) the small preset behind the registered figures."""
-    from .._experiments import run_collapse_sweep
-
     import jax
+
+    from ..train._experiments import run_collapse_sweep
 
     key = (seed, quick)
     if key not in _CACHE:
@@ -203,21 +268,35 @@ def _figure_sweep(seed: int, quick: bool) -> Path:
         # Train in float32, as `geotrip collapse` does, whatever `geotrip figures --x64` says:
         # the PRNG streams (and so the starts) depend on the dtype.
         with jax.enable_x64(False):
-            run_collapse_sweep("figure-quick" if quick else "figure", tmp, seed0=seed, progress=False)
+            run_collapse_sweep(
+                "figure-quick" if quick else "figure", tmp, seed0=seed, progress=False
+            )
         _CACHE[key] = tmp
     return _CACHE[key]
 
 
-@register_figure("collapse_spread", group="collapse",
-                 description="collapse probability vs initial spread per distance and mining (Wilson 95% CI)")
+@register_figure(
+    "collapse_spread",
+    group="collapse",
+    description="collapse probability vs initial spread per distance and mining (Wilson 95% CI)",
+)
 def make_collapse_spread(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     run_dir = _figure_sweep(seed, quick)
-    return plot_spread(_rows(run_dir), out_dir, seed=seed,
-                       parameters={"preset": "figure-quick" if quick else "figure"})
+    return plot_spread(
+        _rows(run_dir),
+        out_dir,
+        seed=seed,
+        parameters={"preset": "figure-quick" if quick else "figure"},
+    )
 
 
-@register_figure("collapse_curves", group="collapse",
-                 description="mean pairwise cosine through training from a small spread, per distance")
+@register_figure(
+    "collapse_curves",
+    group="collapse",
+    description="mean pairwise cosine through training from a small spread, per distance",
+)
 def make_collapse_curves(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     run_dir = _figure_sweep(seed, quick)
-    return plot_curves(run_dir, out_dir, seed=seed, parameters={"preset": "figure-quick" if quick else "figure"})
+    return plot_curves(
+        run_dir, out_dir, seed=seed, parameters={"preset": "figure-quick" if quick else "figure"}
+    )

@@ -50,7 +50,9 @@ def _runs(mask: np.ndarray, x: np.ndarray) -> list[tuple[float, float]]:
     return runs
 
 
-@register_figure("weights", description="profiles g(theta) and per-pair weights g'(theta) of the five distances")
+@register_figure(
+    "weights", description="profiles g(theta) and per-pair weights g'(theta) of the five distances"
+)
 def make_weights(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
 
@@ -71,8 +73,12 @@ def make_weights(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         w = data[f"weight/{name}"]
         ax1.plot(th, w, label=name, **_STYLE[name])
         zeros = th[np.isclose(w, 0.0, atol=1e-12)]
-        ax1.plot(zeros, np.zeros_like(zeros), "o", color=_STYLE[name]["color"], ms=7, mfc="none", mew=1.5)
-        ax2.broken_barh(_runs(data[f"vanishing/{name}"], th), (row - 0.35, 0.7), color=_STYLE[name]["color"])
+        ax1.plot(
+            zeros, np.zeros_like(zeros), "o", color=_STYLE[name]["color"], ms=7, mfc="none", mew=1.5
+        )
+        ax2.broken_barh(
+            _runs(data[f"vanishing/{name}"], th), (row - 0.35, 0.7), color=_STYLE[name]["color"]
+        )
     ax1.axhline(thr, color="0.5", lw=0.8, ls=":")
     for ax in (ax0, ax1, ax2):
         ax.set_xlim(0, np.pi)
@@ -92,9 +98,17 @@ def make_weights(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     ax2.set_yticklabels(names, fontsize=7)
     ax2.set_ylim(-0.6, len(names) - 0.4)
     ax2.invert_yaxis()
-    ax2.set_title(f"where the weight nearly vanishes: g'(θ) < {thr:g} (geodesic weight = 1)", fontsize=9)
-    return save_figure(fig, out_dir, "weights", data=data, seed=None,
-                       parameters={"vanish_below": thr, "grid": int(th.size)})
+    ax2.set_title(
+        f"where the weight nearly vanishes: g'(θ) < {thr:g} (geodesic weight = 1)", fontsize=9
+    )
+    return save_figure(
+        fig,
+        out_dir,
+        "weights",
+        data=data,
+        seed=None,
+        parameters={"vanish_below": thr, "grid": int(th.size)},
+    )
 
 
 def angle_map_data(
@@ -127,7 +141,9 @@ def angle_map_data(
     return out
 
 
-@register_figure("angle_map", description="chord_sq vs geodesic anchor-gradient angle over (theta_ap, theta_an)")
+@register_figure(
+    "angle_map", description="chord_sq vs geodesic anchor-gradient angle over (theta_ap, theta_an)"
+)
 def make_angle_map(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
 
@@ -138,20 +154,40 @@ def make_angle_map(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     num = 61 if quick else 241
     data = angle_map_data(num, psis)
     t = data["theta"]
-    fig, axes = plt.subplots(2, len(psis), figsize=(4.1 * len(psis), 7.4), constrained_layout=True,
-                             sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        2,
+        len(psis),
+        figsize=(4.1 * len(psis), 7.4),
+        constrained_layout=True,
+        sharex=True,
+        sharey=True,
+    )
     vmax = max(np.nanmax(v) for k, v in data.items() if "/anchor/" in k)
     for col, psi in enumerate(psis):
         for row, kind in enumerate(("riemannian", "raw")):
             ax = axes[row, col]
             z = data[f"{kind}/anchor/psi={psi:g}"]
-            im = ax.imshow(z, origin="lower", extent=(0, np.pi, 0, np.pi), aspect="auto",
-                           cmap="magma", vmin=0, vmax=vmax, interpolation="nearest")
+            im = ax.imshow(
+                z,
+                origin="lower",
+                extent=(0, np.pi, 0, np.pi),
+                aspect="auto",
+                cmap="magma",
+                vmin=0,
+                vmax=vmax,
+                interpolation="nearest",
+            )
             cs = ax.contour(t, t, z, levels=[10, 30, 60, 90], colors="w", linewidths=0.6)
             ax.clabel(cs, fmt="%d°", fontsize=7)
             # Active-set boundaries of the usual margins (0.2 each): active below each line.
-            ax.plot(t, 2 * np.arcsin(np.sqrt(np.clip(np.sin(t / 2) ** 2 + 0.05, 0, 1))),
-                    color="C0", lw=1.2, ls="--", label="chord_sq, m=0.2: active below")
+            ax.plot(
+                t,
+                2 * np.arcsin(np.sqrt(np.clip(np.sin(t / 2) ** 2 + 0.05, 0, 1))),
+                color="C0",
+                lw=1.2,
+                ls="--",
+                label="chord_sq, m=0.2: active below",
+            )
             ax.plot(t, t + 0.2, color="C2", lw=1.2, ls=":", label="geodesic, m=0.2: active below")
             ax.plot(t, t, color="0.7", lw=0.6)
             ax.set_xlim(0, np.pi)
@@ -162,8 +198,19 @@ def make_angle_map(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
             if col == 0:
                 ax.set_ylabel("θ_an (anchor–negative angle)")
     axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.colorbar(im, ax=axes, shrink=0.8, label="angle between chord_sq and geodesic gradients (degrees)")
-    fig.suptitle("Where chord_sq and geodesic triplet gradients disagree at the anchor "
-                 "(margins 4.5 / 3.5 keep both hinges active)", fontsize=11)
-    return save_figure(fig, out_dir, "angle_map", data=data, seed=None,
-                       parameters={"psi_deg": list(psis), "grid": num, "margins": [4.5, 3.5], "dim": 3})
+    fig.colorbar(
+        im, ax=axes, shrink=0.8, label="angle between chord_sq and geodesic gradients (degrees)"
+    )
+    fig.suptitle(
+        "Where chord_sq and geodesic triplet gradients disagree at the anchor "
+        "(margins 4.5 / 3.5 keep both hinges active)",
+        fontsize=11,
+    )
+    return save_figure(
+        fig,
+        out_dir,
+        "angle_map",
+        data=data,
+        seed=None,
+        parameters={"psi_deg": list(psis), "grid": num, "margins": [4.5, 3.5], "dim": 3},
+    )

@@ -16,7 +16,9 @@ _PAIR = ("chord_sq", "geodesic")
 _MARGINS = (0.2, 0.2)
 
 
-def angle_table(ks, dims, *, restarts: int, steps: int, seed: int, cert_dir: Path | None) -> list[dict]:
+def angle_table(
+    ks, dims, *, restarts: int, steps: int, seed: int, cert_dir: Path | None
+) -> list[dict]:
     """Largest Riemannian gradient angle (chord_sq vs geodesic) for k shared-anchor triplets in each d.
 
     Each best configuration is rounded, certified and verified (certificate ``angle_k{k}_d{d}.json``).
@@ -26,20 +28,43 @@ def angle_table(ks, dims, *, restarts: int, steps: int, seed: int, cert_dir: Pat
     rows = []
     for d in dims:
         for k in ks:
-            res = gt.search("angle", structure="shared_anchor", k=k, dim=d, distances=_PAIR, margins=_MARGINS,
-                            restarts=restarts, steps=steps, seed=seed, progress=False)
+            res = gt.search(
+                "angle",
+                structure="shared_anchor",
+                k=k,
+                dim=d,
+                distances=_PAIR,
+                margins=_MARGINS,
+                restarts=restarts,
+                steps=steps,
+                seed=seed,
+                progress=False,
+            )
             path = None if cert_dir is None else cert_dir / f"angle_k{k}_d{d}.json"
             cert = gt.certify(res, path)
             if not cert.verification.ok:
-                raise RuntimeError(f"certificate for k={k}, d={d} failed: {cert.verification.failures}")
-            rows.append({"k": k, "dim": d, "angle_deg": cert.verification.values["angle_deg"],
-                         "angle_unrounded_deg": float(res.value), "decimals": cert.decimals,
-                         "certificate": "" if path is None else path.name, "seconds": res.seconds})
+                raise RuntimeError(
+                    f"certificate for k={k}, d={d} failed: {cert.verification.failures}"
+                )
+            rows.append(
+                {
+                    "k": k,
+                    "dim": d,
+                    "angle_deg": cert.verification.values["angle_deg"],
+                    "angle_unrounded_deg": float(res.value),
+                    "decimals": cert.decimals,
+                    "certificate": "" if path is None else path.name,
+                    "seconds": res.seconds,
+                }
+            )
     return rows
 
 
-@register_figure("counterexample_angles", group="counterexamples",
-                 description="largest certified chord_sq-vs-geodesic gradient angle for k shared-anchor triplets")
+@register_figure(
+    "counterexample_angles",
+    group="counterexamples",
+    description="largest certified chord_sq-vs-geodesic gradient angle for k shared-anchor triplets",
+)
 def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
 
@@ -55,12 +80,26 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     markers = {2: "s", 3: "o", 8: "^"}
     for d in dims:
         rr = [r for r in rows if r["dim"] == d]
-        ax.plot([r["k"] for r in rr], [r["angle_deg"] for r in rr], marker=markers.get(d, "o"), ms=6,
-                label=f"d = {d} (S$^{{{d - 1}}}$)")
+        ax.plot(
+            [r["k"] for r in rr],
+            [r["angle_deg"] for r in rr],
+            marker=markers.get(d, "o"),
+            ms=6,
+            label=f"d = {d} (S$^{{{d - 1}}}$)",
+        )
     ax.axhline(90, color="k", lw=0.8, ls="--")
-    ax.text(ks[-1], 91.5, "90°: a descent step on one loss raises the other", ha="right", va="bottom", fontsize=8)
+    ax.text(
+        ks[-1],
+        91.5,
+        "90°: a descent step on one loss raises the other",
+        ha="right",
+        va="bottom",
+        fontsize=8,
+    )
     ax.axhline(60, color="0.5", lw=0.8, ls=":")
-    ax.text(ks[-1], 58.5, "60°: supremum for one triplet", ha="right", va="top", fontsize=8, color="0.3")
+    ax.text(
+        ks[-1], 58.5, "60°: supremum for one triplet", ha="right", va="top", fontsize=8, color="0.3"
+    )
     ax.set_xticks(list(ks))
     ax.set_xlabel("number k of triplets sharing one anchor")
     ax.set_ylabel("largest Riemannian gradient angle (degrees)")
@@ -68,15 +107,32 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     ax.set_yticks(range(0, 181, 30))
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("chord_sq vs geodesic (margins 0.2): every point is a verified certificate", fontsize=10)
-    data = {"k": np.array([r["k"] for r in rows]), "dim": np.array([r["dim"] for r in rows]),
-            "angle_deg": np.array([r["angle_deg"] for r in rows]),
-            "angle_unrounded_deg": np.array([r["angle_unrounded_deg"] for r in rows]),
-            "decimals": np.array([r["decimals"] for r in rows])}
-    paths = save_figure(fig, out_dir, "counterexample_angles", data=data, seed=seed,
-                        parameters={"ks": list(ks), "dims": list(dims), "restarts": restarts, "steps": steps,
-                                    "distances": list(_PAIR), "margins": list(_MARGINS),
-                                    "certificates": [r["certificate"] for r in rows]})
+    ax.set_title(
+        "chord_sq vs geodesic (margins 0.2): every point is a verified certificate", fontsize=10
+    )
+    data = {
+        "k": np.array([r["k"] for r in rows]),
+        "dim": np.array([r["dim"] for r in rows]),
+        "angle_deg": np.array([r["angle_deg"] for r in rows]),
+        "angle_unrounded_deg": np.array([r["angle_unrounded_deg"] for r in rows]),
+        "decimals": np.array([r["decimals"] for r in rows]),
+    }
+    paths = save_figure(
+        fig,
+        out_dir,
+        "counterexample_angles",
+        data=data,
+        seed=seed,
+        parameters={
+            "ks": list(ks),
+            "dims": list(dims),
+            "restarts": restarts,
+            "steps": steps,
+            "distances": list(_PAIR),
+            "margins": list(_MARGINS),
+            "certificates": [r["certificate"] for r in rows],
+        },
+    )
     return paths + sorted(cert_dir.glob("angle_k*_d*.json"))
 
 
@@ -88,8 +144,18 @@ def smallest_descent(*, seed: int, quick: bool):
     restarts, steps = (32, 60) if quick else (256, 400)
     best = None
     for s in structures:
-        r = gt.search("descent", structure=s, k=2, dim=3, distances=_PAIR, margins=_MARGINS, restarts=restarts,
-                      steps=steps, seed=seed, progress=False)
+        r = gt.search(
+            "descent",
+            structure=s,
+            k=2,
+            dim=3,
+            distances=_PAIR,
+            margins=_MARGINS,
+            restarts=restarts,
+            steps=steps,
+            seed=seed,
+            progress=False,
+        )
         r.notes.append(f"structure {s}")
         if np.isfinite(r.value) and (best is None or r.value > best.value):
             best = r
@@ -101,8 +167,11 @@ def smallest_descent(*, seed: int, quick: bool):
     return best, simp
 
 
-@register_figure("counterexample_descent", group="counterexamples",
-                 description="smallest certified descent disagreement: points, both gradient fields, losses along the step")
+@register_figure(
+    "counterexample_descent",
+    group="counterexamples",
+    description="smallest certified descent disagreement: points, both gradient fields, losses along the step",
+)
 def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import jax.numpy as jnp
     import matplotlib
@@ -141,8 +210,14 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
 
     fig = plt.figure(figsize=(11, 4.6), constrained_layout=True)
     if d == 2:
-        _draw_circle_unrolled(fig.add_subplot(1, 2, 1), X, t, -GA / np.linalg.norm(GA), -GB / np.linalg.norm(GB),
-                              doc["claims"]["angle_deg"])
+        _draw_circle_unrolled(
+            fig.add_subplot(1, 2, 1),
+            X,
+            t,
+            -GA / np.linalg.norm(GA),
+            -GB / np.linalg.norm(GB),
+            doc["claims"]["angle_deg"],
+        )
     else:
         ax = fig.add_subplot(1, 2, 1, projection="3d")
         # view from the centroid direction of the configuration
@@ -150,8 +225,10 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         c = c / np.linalg.norm(c)
         elev, azim = np.degrees(np.arcsin(np.clip(c[2], -1, 1))), np.degrees(np.arctan2(c[1], c[0]))
         elev = min(elev + 35.0, 89.0)  # look down on the configuration (a circle when d = 2)
-        u, v = np.mgrid[0:2 * np.pi:60j, 0:np.pi:30j]
-        ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4)
+        u, v = np.mgrid[0 : 2 * np.pi : 60j, 0 : np.pi : 30j]
+        ax.plot_wireframe(
+            np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.4
+        )
         roles = {}
         for k, (a, p, n) in enumerate(t):
             for (i, j), col in (((a, p), "C2"), ((a, n), "C3")):
@@ -167,18 +244,35 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
             ax.text(*(X3[i] * 1.08), ",".join(lab), fontsize=8)
         span = min(np.max(np.linalg.norm(X3 - c, axis=1)) + 0.15, 1.05)
         scale = 0.5 * span
-        ax.quiver(*X3.T, *(scale * DA).T, color="C0", lw=1.6, arrow_length_ratio=0.25, label="descent of chord_sq")
-        ax.quiver(*X3.T, *(scale * DB).T, color="C1", lw=1.6, arrow_length_ratio=0.25, label="descent of geodesic")
+        ax.quiver(
+            *X3.T,
+            *(scale * DA).T,
+            color="C0",
+            lw=1.6,
+            arrow_length_ratio=0.25,
+            label="descent of chord_sq",
+        )
+        ax.quiver(
+            *X3.T,
+            *(scale * DB).T,
+            color="C1",
+            lw=1.6,
+            arrow_length_ratio=0.25,
+            label="descent of geodesic",
+        )
         lim = [(c[i] - span, c[i] + span) for i in range(3)]
         ax.set_xlim(*lim[0]), ax.set_ylim(*lim[1]), ax.set_zlim(*lim[2])
         ax.set_box_aspect((1, 1, 1))
         ax.view_init(elev=elev, azim=azim)
         ax.set_axis_off()
         ax.legend(loc="upper left", fontsize=8)
-        ax.set_title(f"k = {t.shape[0]} triplets on S$^{{{d - 1}}}$" + (" (drawn in S$^2$)" if d < 3 else "")
-                     + f": gradient angle {doc['claims']['angle_deg']:.2f}°\n"
-                     "green: anchor–positive, red: anchor–negative; arrows: unit descent directions (scaled)",
-                     fontsize=9)
+        ax.set_title(
+            f"k = {t.shape[0]} triplets on S$^{{{d - 1}}}$"
+            + (" (drawn in S$^2$)" if d < 3 else "")
+            + f": gradient angle {doc['claims']['angle_deg']:.2f}°\n"
+            "green: anchor–positive, red: anchor–negative; arrows: unit descent directions (scaled)",
+            fontsize=9,
+        )
     ax2 = fig.add_subplot(1, 2, 2)
     ax2.plot(ts, LA - LA[0], color="C0", lw=2, label="Δ chord_sq loss (A)")
     ax2.plot(ts, LB - LB[0], color="C1", lw=2, label="Δ geodesic loss (B)")
@@ -186,22 +280,48 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     ax2.plot([eta, eta], [st["delta_A"], st["delta_B"]], "k:", lw=0.8)
     ax2.plot([eta], [st["delta_A"]], "o", color="C0")
     ax2.plot([eta], [st["delta_B"]], "o", color="C1")
-    ax2.annotate(f"certified step η = {eta:g}:\nΔA = {st['delta_A']:.2e} < 0\nΔB = {st['delta_B']:.2e} > 0",
-                 (eta, st["delta_B"]), xytext=(0.45, 0.72), textcoords="axes fraction", fontsize=8,
-                 arrowprops=dict(arrowstyle="->", lw=0.6))
+    ax2.annotate(
+        f"certified step η = {eta:g}:\nΔA = {st['delta_A']:.2e} < 0\nΔB = {st['delta_B']:.2e} > 0",
+        (eta, st["delta_B"]),
+        xytext=(0.45, 0.72),
+        textcoords="axes fraction",
+        fontsize=8,
+        arrowprops=dict(arrowstyle="->", lw=0.6),
+    )
     ax2.axhline(0, color="k", lw=0.6)
     ax2.set_xlabel("step length along A's unit Riemannian descent direction (with retraction)")
     ax2.set_ylabel("change of the summed loss")
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8, loc="lower left")
-    ax2.set_title(f"descending chord_sq raises geodesic: slope {doc['claims']['slope_B_along_A']:.3f} > 0",
-                  fontsize=10)
-    data = {"points": X, "triplets": t, "grad_A": GA, "grad_B": GB, "step_t": ts, "loss_A": LA, "loss_B": LB,
-            "found_points": found.points, "found_triplets": found.triplets}
-    paths = save_figure(fig, out_dir, "counterexample_descent", data=data, seed=seed,
-                        parameters={"certificate": cpath.name, "simplification": simp.notes,
-                                    "found": {"k": found.k, "dim": found.dim, "value": found.value},
-                                    "distances": list(_PAIR), "margins": list(_MARGINS)})
+    ax2.set_title(
+        f"descending chord_sq raises geodesic: slope {doc['claims']['slope_B_along_A']:.3f} > 0",
+        fontsize=10,
+    )
+    data = {
+        "points": X,
+        "triplets": t,
+        "grad_A": GA,
+        "grad_B": GB,
+        "step_t": ts,
+        "loss_A": LA,
+        "loss_B": LB,
+        "found_points": found.points,
+        "found_triplets": found.triplets,
+    }
+    paths = save_figure(
+        fig,
+        out_dir,
+        "counterexample_descent",
+        data=data,
+        seed=seed,
+        parameters={
+            "certificate": cpath.name,
+            "simplification": simp.notes,
+            "found": {"k": found.k, "dim": found.dim, "value": found.value},
+            "distances": list(_PAIR),
+            "margins": list(_MARGINS),
+        },
+    )
     return paths + [cpath]
 
 
@@ -228,15 +348,25 @@ def _draw_circle_unrolled(ax, X, t, DA, DB, angle_deg):
             roles.setdefault(int(i), []).append(f"{lab}{k + 1}")
     order = np.argsort(phi)
     for rank, i in enumerate(order):
-        ax.annotate(",".join(roles.get(int(i), [])), (phi[i], 0), xytext=(0, 10 if rank % 2 else -16),
-                    textcoords="offset points", ha="center", fontsize=8)
+        ax.annotate(
+            ",".join(roles.get(int(i), [])),
+            (phi[i], 0),
+            xytext=(0, 10 if rank % 2 else -16),
+            textcoords="offset points",
+            ha="center",
+            fontsize=8,
+        )
     scale = 0.35 * span / max(np.max(np.abs(vA)), np.max(np.abs(vB)), 1e-12)
     for rank, i in enumerate(order):
         lift = 0.08 * (rank % 2)  # stagger neighbouring arrows
         for v, y, col in ((vA[i], 0.52 + lift, "C0"), (vB[i], -0.52 - lift, "C1")):
             if abs(v) > 1e-12:
-                ax.annotate("", (phi[i] + scale * v, y), (phi[i], y),
-                            arrowprops=dict(arrowstyle="->", color=col, lw=1.8))
+                ax.annotate(
+                    "",
+                    (phi[i] + scale * v, y),
+                    (phi[i], y),
+                    arrowprops=dict(arrowstyle="->", color=col, lw=1.8),
+                )
             ax.plot([phi[i], phi[i]], [0, y], color="0.85", lw=0.6, zorder=0)
     ax.plot([], [], color="C0", lw=1.8, label="descent of chord_sq (tangential)")
     ax.plot([], [], color="C1", lw=1.8, label="descent of geodesic (tangential)")
@@ -247,4 +377,6 @@ def _draw_circle_unrolled(ax, X, t, DA, DB, angle_deg):
     ax.set_yticks([])
     ax.set_xlabel("position on the circle S¹ (degrees from the mean direction)")
     ax.legend(fontsize=7, loc="upper left", ncol=2)
-    ax.set_title(f"k = {t.shape[0]} triplets on S¹ (unrolled): gradient angle {angle_deg:.2f}°", fontsize=10)
+    ax.set_title(
+        f"k = {t.shape[0]} triplets on S¹ (unrolled): gradient angle {angle_deg:.2f}°", fontsize=10
+    )

@@ -10,8 +10,9 @@ library exports, plots it, and calls :func:`save_figure`, which writes
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -60,17 +61,30 @@ def save_figure(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{name}.pdf", out / f"{name}.png", out / f"{name}.npz", out / f"{name}.provenance.json"]
+    paths = [
+        out / f"{name}.pdf",
+        out / f"{name}.png",
+        out / f"{name}.npz",
+        out / f"{name}.provenance.json",
+    ]
     fig.savefig(paths[0], bbox_inches="tight", metadata={"CreationDate": None})
     fig.savefig(paths[1], bbox_inches="tight", dpi=150)
     plt.close(fig)
     np.savez_compressed(paths[2], **{k: np.asarray(v) for k, v in data.items()})
-    write_provenance(paths[3], provenance(seed=seed, extra={"figure": name, **dict(parameters or {})}))
+    write_provenance(
+        paths[3], provenance(seed=seed, extra={"figure": name, **dict(parameters or {})})
+    )
     return paths
 
 
-def save_table(out_dir: str | Path, name: str, rows: list[Mapping[str, Any]], *, seed: int | None,
-               parameters: Mapping[str, Any] | None = None) -> list[Path]:
+def save_table(
+    out_dir: str | Path,
+    name: str,
+    rows: list[Mapping[str, Any]],
+    *,
+    seed: int | None,
+    parameters: Mapping[str, Any] | None = None,
+) -> list[Path]:
     """Write a table as CSV with a provenance json beside it."""
     import csv
 
@@ -84,6 +98,8 @@ def save_table(out_dir: str | Path, name: str, rows: list[Mapping[str, Any]], *,
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    prov = write_provenance(out / f"{name}.provenance.json",
-                            provenance(seed=seed, extra={"table": name, **dict(parameters or {})}))
+    prov = write_provenance(
+        out / f"{name}.provenance.json",
+        provenance(seed=seed, extra={"table": name, **dict(parameters or {})}),
+    )
     return [path, prov]

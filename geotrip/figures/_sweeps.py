@@ -17,7 +17,6 @@ from .. import (
     gradient_angles_closed_form,
     match_margin,
     mine_triplets,
-    sweep,
     uniform_sphere,
 )
 from ._registry import register_figure, save_figure
@@ -37,7 +36,7 @@ def _padded_batch(key, d, D):
     span of the points), so one compiled program serves every dimension d <= D. The law is that
     of :func:`geotrip.clustered_batch` (vMF, uniform centres, concentration (d-1)/within^2).
     """
-    from .._configs import sample_polar_angle
+    from ..core._samplers import sample_polar_angle
 
     mask = (jnp.arange(D) < d).astype(jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
     dt = mask.dtype
@@ -46,7 +45,7 @@ def _padded_batch(key, d, D):
     g = jax.random.normal(kc, (K_CLASSES, D), dt) * mask
     centers = g / jnp.linalg.norm(g, axis=-1, keepdims=True)
     mu = jnp.repeat(centers, PER_CLASS, axis=0)
-    kappa = (df - 1) / WITHIN_ANGLE ** 2
+    kappa = (df - 1) / WITHIN_ANGLE**2
     tmax = jnp.minimum(jnp.asarray(np.pi, dt), (jnp.sqrt(df) + 10) / jnp.sqrt(kappa))
     logf = lambda t: kappa * jnp.cos(t) + (df - 2) * jnp.log(jnp.sin(t))
     th = sample_polar_angle(kt, (mu.shape[0],), logf, tmax, dtype=dt)
@@ -70,7 +69,9 @@ def _metric(key, d, D):
         score = jnp.where(ok, g, jnp.full_like(g, -jnp.inf))
         _, idx = jax.lax.top_k(score, min(PER_BATCH, ok.shape[0]))
         tt, vv = t[idx], ok[idx]
-        r = gradient_angles_closed_form(X[tt[:, 0]], X[tt[:, 1]], X[tt[:, 2]], margins=ALWAYS_ACTIVE)
+        r = gradient_angles_closed_form(
+            X[tt[:, 0]], X[tt[:, 1]], X[tt[:, 2]], margins=ALWAYS_ACTIVE
+        )
         for kind in ("raw", "riemannian"):
             th = r[f"{kind}/joint"]
             out[f"{strategy}/{kind}"] = jnp.where(vv, th, jnp.full_like(th, jnp.nan))
@@ -101,7 +102,7 @@ def dimension_data(dims, *, batches: int, seed: int) -> dict[str, np.ndarray]:
         keys = jax.vmap(lambda i: jax.random.fold_in(kd, i))(jnp.arange(batches, dtype=jnp.uint32))
         res = {k: [] for k in acc}
         for c in range(0, batches, 16):  # chunks bound the memory at d = D
-            r = run(keys[c:c + 16], jnp.asarray(d, jnp.int32))
+            r = run(keys[c : c + 16], jnp.asarray(d, jnp.int32))
             for k in acc:
                 res[k].append(np.asarray(r[k]))
         for k in acc:
@@ -113,8 +114,11 @@ def dimension_data(dims, *, batches: int, seed: int) -> dict[str, np.ndarray]:
     return out
 
 
-@register_figure("sweep_dimension", group="sweeps",
-                 description="raw and Riemannian chord_sq-vs-geodesic gradient angles against d, uniform and mined triplets")
+@register_figure(
+    "sweep_dimension",
+    group="sweeps",
+    description="raw and Riemannian chord_sq-vs-geodesic gradient angles against d, uniform and mined triplets",
+)
 def make_dimension(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
 
@@ -138,29 +142,50 @@ def make_dimension(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("angle chord_sq vs geodesic (degrees)\nmedian, band 10–90 %")
     axes[1].legend(fontsize=8, title="triplets", title_fontsize=8)
-    fig.suptitle(f"Where does disagreement survive concentration of measure? uniform triplets vs triplets mined "
-                 f"from clustered batches ({K_CLASSES}×{PER_CLASS}, vMF, within-class angle ≈ {WITHIN_ANGLE} rad); "
-                 f"margins {ALWAYS_ACTIVE} keep both hinges active", fontsize=9)
-    return save_figure(fig, out_dir, "sweep_dimension", data=data, seed=seed,
-                       parameters={"dims": list(dims), "batches": batches, "per_batch": PER_BATCH,
-                                   "margins": list(ALWAYS_ACTIVE), "n_classes": K_CLASSES,
-                                   "per_class": PER_CLASS, "within_angle": WITHIN_ANGLE})
+    fig.suptitle(
+        f"Where does disagreement survive concentration of measure? uniform triplets vs triplets mined "
+        f"from clustered batches ({K_CLASSES}×{PER_CLASS}, vMF, within-class angle ≈ {WITHIN_ANGLE} rad); "
+        f"margins {ALWAYS_ACTIVE} keep both hinges active",
+        fontsize=9,
+    )
+    return save_figure(
+        fig,
+        out_dir,
+        "sweep_dimension",
+        data=data,
+        seed=seed,
+        parameters={
+            "dims": list(dims),
+            "batches": batches,
+            "per_batch": PER_BATCH,
+            "margins": list(ALWAYS_ACTIVE),
+            "n_classes": K_CLASSES,
+            "per_class": PER_CLASS,
+            "within_angle": WITHIN_ANGLE,
+        },
+    )
 
 
 RULES = ("same number", "reference", "slope", "active_share")
 
 
-def matching_data(*, dim: int, n_batches: int, n_uniform: int, seed: int, num_margins: int) -> dict[str, np.ndarray]:
+def matching_data(
+    *, dim: int, n_batches: int, n_uniform: int, seed: int, num_margins: int
+) -> dict[str, np.ndarray]:
     """Active-set disagreement (chord_sq vs geodesic) against the chord_sq margin, per rule and family."""
     key = jax.random.key(seed)
-    kappa = (dim - 1) / WITHIN_ANGLE ** 2
+    kappa = (dim - 1) / WITHIN_ANGLE**2
 
     def batch_angles(k):
-        X, y = clustered_batch(k, n_classes=K_CLASSES, per_class=PER_CLASS, dim=dim, concentration=kappa)
+        X, y = clustered_batch(
+            k, n_classes=K_CLASSES, per_class=PER_CLASS, dim=dim, concentration=kappa
+        )
         t, ok = mine_triplets(X, y, strategy="batch_all")
         return angle(X[t[:, 0]], X[t[:, 1]]), angle(X[t[:, 0]], X[t[:, 2]]), ok
 
-    tap, tan, ok = jax.jit(jax.vmap(batch_angles))(jax.random.split(jax.random.fold_in(key, 0), n_batches))
+    tap, tan, ok = jax.jit(jax.vmap(batch_angles))(
+        jax.random.split(jax.random.fold_in(key, 0), n_batches)
+    )
     ok = np.asarray(ok).reshape(-1)
     fams = {
         "batch_all (clustered)": (np.asarray(tap).reshape(-1)[ok], np.asarray(tan).reshape(-1)[ok]),
@@ -175,18 +200,29 @@ def matching_data(*, dim: int, n_batches: int, n_uniform: int, seed: int, num_ma
             if rule == "same number":
                 mB = margins
             elif rule == "active_share":
-                mB = np.asarray(match_margin(jnp.asarray(margins), rule=rule, theta_ap=ap_j, theta_an=an_j))
+                mB = np.asarray(
+                    match_margin(jnp.asarray(margins), rule=rule, theta_ap=ap_j, theta_an=an_j)
+                )
             else:
                 mB = np.asarray(match_margin(jnp.asarray(margins), rule=rule, theta_ref=np.pi / 2))
-            dis = [float(active_set_disagreement(ap_j, an_j, margins=(float(m), float(b)))["disagreement"])
-                   for m, b in zip(margins, mB)]
+            dis = [
+                float(
+                    active_set_disagreement(ap_j, an_j, margins=(float(m), float(b)))[
+                        "disagreement"
+                    ]
+                )
+                for m, b in zip(margins, mB)
+            ]
             out[f"{fname}/{rule}/disagreement"] = np.asarray(dis)
             out[f"{fname}/{rule}/margin_B"] = mB
     return out
 
 
-@register_figure("margin_matching", group="sweeps",
-                 description="hinge active-set disagreement (chord_sq vs geodesic) against the margin, per matching rule")
+@register_figure(
+    "margin_matching",
+    group="sweeps",
+    description="hinge active-set disagreement (chord_sq vs geodesic) against the margin, per matching rule",
+)
 def make_matching(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
 
@@ -194,21 +230,44 @@ def make_matching(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib.pyplot as plt
 
     dim = 128
-    data = matching_data(dim=dim, n_batches=8 if quick else 64, n_uniform=20000 if quick else 200000,
-                         seed=seed, num_margins=12 if quick else 40)
+    data = matching_data(
+        dim=dim,
+        n_batches=8 if quick else 64,
+        n_uniform=20000 if quick else 200000,
+        seed=seed,
+        num_margins=12 if quick else 40,
+    )
     m = data["margins"]
     fams = ("batch_all (clustered)", "uniform")
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True, sharey=True)
     for ax, fname in zip(axes, fams):
         for i, rule in enumerate(RULES):
-            ax.plot(m, 100 * data[f"{fname}/{rule}/disagreement"], color=f"C{i}", marker=".",
-                    label={"same number": "same number (m_geo = m)", "reference": "reference: boundaries meet at θ_ap = π/2",
-                           "slope": "slope at π/2 (m_geo = m/2)", "active_share": "equal share of active triplets"}[rule])
+            ax.plot(
+                m,
+                100 * data[f"{fname}/{rule}/disagreement"],
+                color=f"C{i}",
+                marker=".",
+                label={
+                    "same number": "same number (m_geo = m)",
+                    "reference": "reference: boundaries meet at θ_ap = π/2",
+                    "slope": "slope at π/2 (m_geo = m/2)",
+                    "active_share": "equal share of active triplets",
+                }[rule],
+            )
         ax.set_xlabel("chord_sq margin m")
         ax.set_title(f"{fname} triplets, d = {dim}")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("triplets active under one loss only (%)")
     axes[0].legend(fontsize=8)
-    fig.suptitle("Hinge active-set disagreement between chord_sq (margin m) and geodesic (matched margin)", fontsize=10)
-    return save_figure(fig, out_dir, "margin_matching", data=data, seed=seed,
-                       parameters={"dim": dim, "rules": list(RULES), "within_angle": WITHIN_ANGLE})
+    fig.suptitle(
+        "Hinge active-set disagreement between chord_sq (margin m) and geodesic (matched margin)",
+        fontsize=10,
+    )
+    return save_figure(
+        fig,
+        out_dir,
+        "margin_matching",
+        data=data,
+        seed=seed,
+        parameters={"dim": dim, "rules": list(RULES), "within_angle": WITHIN_ANGLE},
+    )

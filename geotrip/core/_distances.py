@@ -37,18 +37,30 @@ the subgradient 0 of a cone point).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import types
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from .._validate import as_float_array
 from ._geometry import angle, pairwise_angles, safe_norm
-from ._validate import as_float_array
 
-__all__ = ["Distance", "DISTANCES", "distance", "lookup_distance", "make_distance", "pairwise_distances"]
+__all__ = [
+    "AMBIENT_KINDS",
+    "Distance",
+    "DISTANCES",
+    "distance",
+    "make_distance",
+    "pairwise_distances",
+]
 
 Array = jax.Array
+
+AMBIENT_KINDS = ("angle", "chord_sq", "chord", "cosine", "custom")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -62,6 +74,17 @@ class Distance:
       ambient: :math:`d(x, y)` as a function on :math:`\mathbb{R}^d` with shapes
         ``(..., d), (..., d) -> (...)``; what "raw" gradients differentiate.
       formula: a human-readable formula, for plots and reports.
+      ambient_kind: which closed form the ambient form has, for code that writes raw
+        gradients in closed form (:func:`geotrip.gradient_angles_closed_form`):
+        ``"angle"`` (:math:`g` of the scale-invariant angle: the raw gradient is the
+        Riemannian one), ``"chord_sq"`` (:math:`\|x-y\|^2`), ``"chord"``
+        (:math:`\|x-y\|`), ``"cosine"`` (:math:`1-x\cdot y`), or ``"custom"`` (none known:
+        raw gradients come from autodiff).
+
+    Facts about the profile that code needs (instead of restating them per name) are
+    derived from ``profile`` and ``weight`` once, in float64, and cached:
+    :attr:`range_max` :math:`= g(\pi)`, :attr:`weight_at_zero` :math:`= g'(0)`,
+    :attr:`weight_vanishes_at_zero`, and :meth:`weight_at` (e.g. :math:`g'(\pi/2)`).
 
     Calling the object evaluates the ambient form: ``dist(x, y)``. Instances hash
     by identity, so they can be passed as static arguments to ``jit``.
@@ -72,9 +95,41 @@ class Distance:
     weight: Callable[[Array], Array]
     ambient: Callable[[Array, Array], Array]
     formula: str = ""
+    ambient_kind: str = "custom"
+
+    def __post_init__(self):
+        if self.ambient_kind not in AMBIENT_KINDS:
+            raise ValueError(
+                f"ambient_kind must be one of {', '.join(AMBIENT_KINDS)}, got {self.ambient_kind!r}"
+            )
 
     def __call__(self, x: Array, y: Array) -> Array:
         return self.ambient(x, y)
+
+    def _scalar(self, fn, theta: float) -> float:
+        # float64 on the host (NumPy input; JAX computes in float32 unless x64 is on,
+        # which is accurate to ~1e-7 relative: enough for these scale facts).
+        return float(np.asarray(fn(np.asarray(theta, dtype=np.float64))))
+
+    def weight_at(self, theta: float) -> float:
+        """The per-pair weight :math:`g'(\theta)` at one angle, as a Python float."""
+        return self._scalar(self.weight, theta)
+
+    @functools.cached_property
+    def range_max(self) -> float:
+        r""":math:`g(\pi)`: the largest value of a non-decreasing profile on :math:`[0, \pi]`."""
+        return self._scalar(self.profile, math.pi)
+
+    @functools.cached_property
+    def weight_at_zero(self) -> float:
+        """:math:`g'(0)`: 0 for ``chord_sq``, ``geodesic_sq``, ``cosine``; 1 for ``chord``, ``geodesic``."""
+        return self.weight_at(0.0)
+
+    @functools.cached_property
+    def weight_vanishes_at_zero(self) -> bool:
+        r"""Whether :math:`g'(0) = 0` (relative to :math:`g'(\pi/2)`, to 1e-6): a collapsed
+        batch (all angles near 0) then gets a vanishing gradient."""
+        return abs(self.weight_at_zero) <= 1e-6 * max(1.0, abs(self.weight_at(math.pi / 2)))
 
     def __repr__(self) -> str:
         return f"Distance({self.name!r}, {self.formula!r})"
@@ -113,6 +168,7 @@ _BUILTIN = (
         weight=lambda t: 2 * jnp.sin(t),
         ambient=_chord_sq_ambient,
         formula="||x - y||^2 = 2 - 2 cos(theta)",
+        ambient_kind="chord_sq",
     ),
     Distance(
         "chord",
@@ -120,6 +176,7 @@ _BUILTIN = (
         weight=lambda t: jnp.cos(t / 2),
         ambient=_chord_ambient,
         formula="||x - y|| = 2 sin(theta/2)",
+        ambient_kind="chord",
     ),
     Distance(
         "geodesic",
@@ -127,6 +184,7 @@ _BUILTIN = (
         weight=lambda t: jnp.ones_like(t),
         ambient=_geodesic_ambient,
         formula="theta = arccos(x . y)",
+        ambient_kind="angle",
     ),
     Distance(
         "geodesic_sq",
@@ -134,6 +192,7 @@ _BUILTIN = (
         weight=lambda t: 2 * t,
         ambient=_geodesic_sq_ambient,
         formula="theta^2",
+        ambient_kind="angle",
     ),
     Distance(
         "cosine",
@@ -141,6 +200,7 @@ _BUILTIN = (
         weight=lambda t: jnp.sin(t),
         ambient=_cosine_ambient,
         formula="1 - x . y = 1 - cos(theta)",
+        ambient_kind="cosine",
     ),
 )
 
@@ -154,12 +214,14 @@ def distance(name: str | Distance) -> Distance:
     Raises:
       ValueError: for an unknown name; the message lists the valid names.
       TypeError: for anything that is neither a string nor a :class:`Distance`.
+
+    >>> import geotrip as gt
+    >>> d = gt.distance("chord_sq")
+    >>> d.range_max, d.weight_at_zero, d.weight_vanishes_at_zero
+    (4.0, 0.0, True)
+    >>> round(gt.distance("geodesic").weight_at(1.0), 6)
+    1.0
     """
-    return lookup_distance(name)
-
-
-def lookup_distance(name: str | Distance) -> Distance:
-    """Same as :func:`distance`; usable inside functions with a ``distance`` argument."""
     if isinstance(name, Distance):
         return name
     if not isinstance(name, str):
@@ -169,6 +231,9 @@ def lookup_distance(name: str | Distance) -> Distance:
     except KeyError:
         valid = ", ".join(sorted(DISTANCES))
         raise ValueError(f"unknown distance {name!r}; valid names: {valid}") from None
+
+
+_get_distance = distance  # for functions whose ``distance`` argument shadows the name
 
 
 def make_distance(
@@ -194,23 +259,41 @@ def make_distance(
     Returns:
       A :class:`Distance` usable wherever a distance name is accepted.
 
-    Example:
-      >>> cubic = make_distance("geodesic_cube", lambda t: t ** 3)
-      >>> triplet_loss(a, p, n, distance=cubic, margin=0.1)  # doctest: +SKIP
+    >>> import jax, jax.numpy as jnp, geotrip as gt
+    >>> cubic = gt.make_distance("geodesic_cube", lambda t: t ** 3)
+    >>> round(cubic.weight_at(0.5), 6), cubic.weight_vanishes_at_zero   # 3 t^2
+    (0.75, True)
+    >>> a, p, n = gt.parametric_triplet(0.5, 0.4, 2.0, dim=3)
+    >>> bool(gt.triplet_loss(a, p, n, distance=cubic, margin=0.1) > 0)
+    True
     """
     if not callable(profile):
         raise TypeError("profile must be a callable g(theta)")
     if weight is None:
+
         def weight(t, _g=profile):
             t = as_float_array(t, "theta")
             return jax.grad(lambda s: jnp.sum(_g(s)))(t)
+
+    kind = "angle" if ambient is None else "custom"
     if ambient is None:
+
         def ambient(x, y, _g=profile):
             return _g(angle(x, y))
-    return Distance(name, profile=profile, weight=weight, ambient=ambient, formula=formula or f"g(theta) for {name}")
+
+    return Distance(
+        name,
+        profile=profile,
+        weight=weight,
+        ambient=ambient,
+        formula=formula or f"g(theta) for {name}",
+        ambient_kind=kind,
+    )
 
 
-def pairwise_distances(x: Array, y: Array | None = None, *, distance: str | Distance = "chord_sq") -> Array:
+def pairwise_distances(
+    x: Array, y: Array | None = None, *, distance: str | Distance = "chord_sq"
+) -> Array:
     r"""Matrix :math:`D_{ij} = g(\theta(x_i, y_j))` of a sphere distance.
 
     Computed from the accurate angle matrix (:func:`geotrip.pairwise_angles`) so
@@ -224,5 +307,5 @@ def pairwise_distances(x: Array, y: Array | None = None, *, distance: str | Dist
     Returns:
       Array of shape ``(..., n, m)``.
     """
-    dist = lookup_distance(distance)
+    dist = _get_distance(distance)
     return dist.profile(pairwise_angles(x, y))

@@ -58,7 +58,9 @@ def make_clusters(
     km, ke, kf, ks = jax.random.split(key, 4)
     mu = jax.random.normal(km, (n_classes, dim), dtype) * jnp.asarray(separation, dtype)
     y_true = jnp.repeat(jnp.arange(n_classes, dtype=jnp.int32), n_per_class)
-    x = mu[y_true] + jax.random.normal(ke, (y_true.shape[0], dim), dtype) * jnp.asarray(noise, dtype)
+    x = mu[y_true] + jax.random.normal(ke, (y_true.shape[0], dim), dtype) * jnp.asarray(
+        noise, dtype
+    )
     flip = jax.random.uniform(kf, y_true.shape) < label_noise
     shift = jax.random.randint(ks, y_true.shape, 1, n_classes, dtype=jnp.int32)
     y = jnp.where(flip, (y_true + shift) % n_classes, y_true).astype(jnp.int32)
@@ -96,7 +98,9 @@ def load_digits(*, standardize: bool = True, dtype=None) -> tuple[Array, Array]:
     return jnp.asarray(x, dtype), jnp.asarray(y)
 
 
-def stratified_split(key: Array, y: Array, *, test_fraction: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    key: Array, y: Array, *, test_fraction: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
     r"""Random train/test index split that keeps every class on both sides.
 
     Within each class of size :math:`n_c` the test side gets
@@ -113,12 +117,16 @@ def stratified_split(key: Array, y: Array, *, test_fraction: float = 0.25) -> tu
     for i, c in enumerate(np.unique(y)):
         idx = np.flatnonzero(y == c)
         if idx.size < 2:
-            raise ValueError(f"class {c} has {idx.size} point(s); a stratified split needs at least 2")
+            raise ValueError(
+                f"class {c} has {idx.size} point(s); a stratified split needs at least 2"
+            )
         perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, i), idx.size))
         n_test = min(max(1, int(round(test_fraction * idx.size))), idx.size - 1)
         test.append(idx[perm[:n_test]])
         train.append(idx[perm[n_test:]])
-    return np.sort(np.concatenate(train)).astype(np.int32), np.sort(np.concatenate(test)).astype(np.int32)
+    return np.sort(np.concatenate(train)).astype(np.int32), np.sort(np.concatenate(test)).astype(
+        np.int32
+    )
 
 
 def class_table(y: Array) -> tuple[Array, Array, Array]:
@@ -157,11 +165,15 @@ def sample_pk(key: Array, table: Array, counts: Array, *, p: int, k: int) -> Arr
     """
     n_cls, width = table.shape
     if not (isinstance(p, int) and isinstance(k, int) and 1 <= p <= n_cls and k >= 1):
-        raise ValueError(f"need integers 1 <= p <= {n_cls} (classes) and k >= 1, got p={p!r}, k={k!r}")
+        raise ValueError(
+            f"need integers 1 <= p <= {n_cls} (classes) and k >= 1, got p={p!r}, k={k!r}"
+        )
     if k > width:
         raise ValueError(f"k={k} exceeds the largest class size {width}")
     if not isinstance(counts, jax.core.Tracer) and int(np.min(np.asarray(counts))) < k:
-        raise ValueError(f"every class needs at least k={k} points; smallest has {int(np.min(np.asarray(counts)))}")
+        raise ValueError(
+            f"every class needs at least k={k} points; smallest has {int(np.min(np.asarray(counts)))}"
+        )
     kc, kp = jax.random.split(key)
     cls = jax.random.choice(kc, n_cls, (p,), replace=False)
     pri = jax.random.uniform(kp, (p, width))

@@ -47,19 +47,20 @@ counterexample search).
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from ._distances import Distance, lookup_distance
+from .._numerics import safe_div
+from ._distances import Distance
+from ._distances import distance as get_distance
 from ._geometry import angle, normalize, project_tangent, safe_norm, vector_angle
 from ._losses import (
     _batch_loss,
     _triplet_loss,
     check_batch_inputs,
     check_triplet_inputs,
-    gather_triplets,
     hinge_slope,
 )
 
@@ -125,7 +126,7 @@ def triplet_grads(
     Returns:
       ``(grad_a, grad_p, grad_n)``, each of shape ``(..., d)``.
     """
-    dist = lookup_distance(distance)
+    dist = get_distance(distance)
     a, p, n = check_triplet_inputs(a, p, n)
     ga, gp, gn = _raw_triplet_grads(a, p, n, dist, margin, soft)
     if riemannian:
@@ -182,7 +183,7 @@ def triplet_grads_closed_form(
     Returns:
       ``(G_a, G_p, G_n)``, each of shape ``(..., d)``.
     """
-    dist = lookup_distance(distance)
+    dist = get_distance(distance)
     a, p, n = check_triplet_inputs(a, p, n)
     t_ap, t_an = angle(a, p), angle(a, n)
     s = hinge_slope(dist.profile(t_ap) - dist.profile(t_an) + margin, soft=soft)
@@ -218,7 +219,7 @@ def gradient_angles(
 
     for raw (ambient) and Riemannian (tangent-projected) gradients. For one
     triplet active under both losses with B = ``geodesic``, the joint Riemannian
-    angle is below :math:`\pi/2` (theorem in :mod:`geotrip._gradients`).
+    angle is below :math:`\pi/2` (theorem in :mod:`geotrip.core._gradients`).
 
     Returns a dict with, for each key ``K`` in :data:`GRADIENT_ANGLE_KEYS`
     (``"raw/anchor"``, ..., ``"riemannian/joint"``):
@@ -237,7 +238,7 @@ def gradient_angles(
       margins: the pair of margins (in each distance's own units).
       soft: soft margin for both losses.
     """
-    dA, dB = (lookup_distance(d) for d in _pair(distances, "distances"))
+    dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
     mA, mB = _pair(margins, "margins")
     a, p, n = check_triplet_inputs(a, p, n)
     gA = _raw_triplet_grads(a, p, n, dA, mA, soft)
@@ -290,7 +291,7 @@ def batch_grads(
     Returns:
       Array of shape ``(n_points, d)``.
     """
-    dist = lookup_distance(distance)
+    dist = get_distance(distance)
     X, t, mask = check_batch_inputs(X, triplets, mask)
     return _batch_grads(X, t, dist, margin, soft, mask, riemannian)
 
@@ -316,7 +317,7 @@ def batch_gradient_angle(
     Returns:
       A scalar; NaN exactly when one of the two gradients is zero.
     """
-    dA, dB = (lookup_distance(d) for d in _pair(distances, "distances"))
+    dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
     mA, mB = _pair(margins, "margins")
     X, t, mask = check_batch_inputs(X, triplets, mask)
     GA = _batch_grads(X, t, dA, mA, soft, mask, riemannian)
@@ -365,7 +366,7 @@ def descent_disagreement(
       after the finite step), ``"disagree/along_A"`` (step along A lowers A and
       raises B), ``"disagree/along_B"``.
     """
-    dA, dB = (lookup_distance(d) for d in _pair(distances, "distances"))
+    dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
     mA, mB = _pair(margins, "margins")
     X, t, mask = check_batch_inputs(X, triplets, mask)
     LA = lambda Y: _batch_loss(Y, t, dA, mA, soft, mask, "sum")
@@ -374,10 +375,7 @@ def descent_disagreement(
     GB = _batch_grads(X, t, dB, mB, soft, mask, True)
     nA, nB = safe_norm(GA.reshape(-1)), safe_norm(GB.reshape(-1))
     inner = jnp.sum(GA * GB)
-    one = jnp.ones_like(nA)
-    safe = lambda v: jnp.where(v > 0, v, one)
-    DA = jnp.where(nA > 0, -GA / safe(nA), jnp.zeros_like(GA))
-    DB = jnp.where(nB > 0, -GB / safe(nB), jnp.zeros_like(GB))
+    DA, DB = safe_div(-GA, nA), safe_div(-GB, nB)
     l0A, l0B = LA(X), LB(X)
     XA, XB = _retract(X, DA, step), _retract(X, DB, step)
     out = {
@@ -385,9 +383,9 @@ def descent_disagreement(
         "loss/B": l0B,
         "grad_norm/A": nA,
         "grad_norm/B": nB,
-        "cos": jnp.where((nA > 0) & (nB > 0), inner / (safe(nA) * safe(nB)), jnp.zeros_like(inner)),
-        "slope/B_along_A": jnp.where(nA > 0, -inner / safe(nA), jnp.zeros_like(inner)),
-        "slope/A_along_B": jnp.where(nB > 0, -inner / safe(nB), jnp.zeros_like(inner)),
+        "cos": safe_div(inner, nA * nB),
+        "slope/B_along_A": safe_div(-inner, nA),
+        "slope/A_along_B": safe_div(-inner, nB),
         "slope/A_along_A": -nA,
         "slope/B_along_B": -nB,
         "step/A_along_A": LA(XA) - l0A,
@@ -427,4 +425,4 @@ def normalize_vjp_closed_form(z: Array, cotangent: Array) -> Array:
     n = safe_norm(z, keepdims=True)
     f = normalize(z)
     proj = project_tangent(f, cotangent)
-    return jnp.where(n > 0, proj / jnp.where(n > 0, n, jnp.ones_like(n)), jnp.zeros_like(proj))
+    return safe_div(proj, n)

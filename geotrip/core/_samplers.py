@@ -9,9 +9,9 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-
 import numpy as np
 
+from .._numerics import float_dtype
 from ._geometry import angle, normalize, random_rotation, vector_angle
 from ._gradients import tangent_direction
 
@@ -23,11 +23,17 @@ Array = jax.Array
 def _triplet_angle_arrays(theta_ap, theta_an, psi, dtype):
     """Broadcast the three angles to one floating dtype (theirs, else JAX's default float)."""
     if dtype is None:
-        dtype = jnp.result_type(*(jnp.asarray(v).dtype if hasattr(v, "dtype") else float
-                                  for v in (theta_ap, theta_an, psi)))
+        dtype = jnp.result_type(
+            *(
+                jnp.asarray(v).dtype if hasattr(v, "dtype") else float
+                for v in (theta_ap, theta_an, psi)
+            )
+        )
         if not jnp.issubdtype(dtype, jnp.floating):
             dtype = jnp.result_type(float)
-    tp, tn, ps = jnp.broadcast_arrays(*(jnp.asarray(v, dtype=dtype) for v in (theta_ap, theta_an, psi)))
+    tp, tn, ps = jnp.broadcast_arrays(
+        *(jnp.asarray(v, dtype=dtype) for v in (theta_ap, theta_an, psi))
+    )
     return tp, tn, ps, dtype
 
 
@@ -72,7 +78,8 @@ def parametric_triplet(
     a = jnp.concatenate([jnp.stack([one, zero, zero], -1), zeros], -1)
     p = jnp.concatenate([jnp.stack([jnp.cos(tp), jnp.sin(tp), zero], -1), zeros], -1)
     n = jnp.concatenate(
-        [jnp.stack([jnp.cos(tn), jnp.sin(tn) * jnp.cos(ps), jnp.sin(tn) * jnp.sin(ps)], -1), zeros], -1
+        [jnp.stack([jnp.cos(tn), jnp.sin(tn) * jnp.cos(ps), jnp.sin(tn) * jnp.sin(ps)], -1), zeros],
+        -1,
     )
     if key is not None:
         q = random_rotation(key, dim, dtype=dtype)
@@ -110,15 +117,6 @@ __all__ += [
 ]
 
 
-def _float_dtype(dtype):
-    if dtype is None:
-        return jnp.result_type(float)
-    dt = jnp.dtype(dtype)
-    if not jnp.issubdtype(dt, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype, got {dt}")
-    return dt
-
-
 def _check_dim(dim, minimum=2):
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < minimum:
         raise ValueError(f"dim must be an integer >= {minimum}, got {dim!r}")
@@ -153,7 +151,7 @@ def uniform_sphere(key: Array, shape, dim: int, *, dtype=None) -> Array:
       Array of shape ``shape + (dim,)``.
     """
     dim = _check_dim(dim, 1)
-    g = jax.random.normal(key, _shape(shape) + (dim,), dtype=_float_dtype(dtype))
+    g = jax.random.normal(key, _shape(shape) + (dim,), dtype=float_dtype(dtype))
     return normalize(g)
 
 
@@ -164,7 +162,9 @@ def _tangent_unit(key, centers):
     return normalize(v)
 
 
-def sample_polar_angle(key: Array, shape, log_density, theta_max, *, dtype=None, grid: int = 4097) -> Array:
+def sample_polar_angle(
+    key: Array, shape, log_density, theta_max, *, dtype=None, grid: int = 4097
+) -> Array:
     r"""Draw angles :math:`\theta \in [0, \theta_\max]` with a density given by its log, by inverse CDF.
 
     The density :math:`f(\theta) \propto \exp(\text{log\_density}(\theta))` is
@@ -181,7 +181,7 @@ def sample_polar_angle(key: Array, shape, log_density, theta_max, *, dtype=None,
       dtype: floating dtype.
       grid: number of grid points (static).
     """
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     t = jnp.linspace(0.0, 1.0, grid, dtype=dtype) * jnp.asarray(theta_max, dtype)
     lf = log_density(t)
     lf = jnp.where(jnp.isnan(lf), -jnp.inf, lf)
@@ -195,7 +195,9 @@ def sample_polar_angle(key: Array, shape, log_density, theta_max, *, dtype=None,
 def _around(key, centers, log_density, theta_max, grid=4097):
     """Points at a polar angle with the given density from each centre, direction uniform."""
     k1, k2 = jax.random.split(key)
-    th = sample_polar_angle(k1, centers.shape[:-1], log_density, theta_max, dtype=centers.dtype, grid=grid)
+    th = sample_polar_angle(
+        k1, centers.shape[:-1], log_density, theta_max, dtype=centers.dtype, grid=grid
+    )
     v = _tangent_unit(k2, centers)
     x = jnp.cos(th)[..., None] * centers + jnp.sin(th)[..., None] * v
     return normalize(x)
@@ -204,10 +206,13 @@ def _around(key, centers, log_density, theta_max, grid=4097):
 def _sin_power(dim):
     def logf(t):
         return (dim - 2) * jnp.log(jnp.sin(t)) if dim > 2 else jnp.zeros_like(t)
+
     return logf
 
 
-def spherical_cap(key: Array, n, dim: int, *, radius, center: Array | None = None, dtype=None) -> Array:
+def spherical_cap(
+    key: Array, n, dim: int, *, radius, center: Array | None = None, dtype=None
+) -> Array:
     r"""Points uniform in the spherical cap :math:`\{x: \angle(x, c) \le r\}` (collapsed starts).
 
     The polar angle from the centre has density :math:`\propto \sin^{d-2}\theta` on
@@ -232,13 +237,13 @@ def spherical_cap(key: Array, n, dim: int, *, radius, center: Array | None = Non
         if not (0 < r <= np.pi):
             raise ValueError(f"radius must be in (0, pi], got {r}")
     if center is None:
-        dtype = _float_dtype(dtype)
+        dtype = float_dtype(dtype)
         center = jnp.zeros((dim,), dtype).at[0].set(1)
     else:
         center = jnp.asarray(center)
         if center.shape != (dim,):
             raise ValueError(f"center must have shape ({dim},), got {center.shape}")
-        dtype = _float_dtype(dtype if dtype is not None else center.dtype)
+        dtype = float_dtype(dtype if dtype is not None else center.dtype)
         center = normalize(center.astype(dtype))
     return _cap_impl(key, center, jnp.asarray(radius, dtype), shape=_shape(n), dim=dim)
 
@@ -253,6 +258,7 @@ def _vmf_log_density(dim, kappa):
     def logf(t):
         base = (dim - 2) * jnp.log(jnp.sin(t)) if dim > 2 else jnp.zeros_like(t)
         return kappa * jnp.cos(t) + base
+
     return logf
 
 
@@ -307,10 +313,18 @@ def clustered_batch(
         raise ValueError(f"unknown cluster kind {kind!r}; valid: {', '.join(CLUSTER_KINDS)}")
     if not isinstance(concentration, jax.core.Tracer) and not float(np.asarray(concentration)) > 0:
         raise ValueError(f"concentration must be > 0, got {concentration!r}")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     spread = None if center_spread is None else jnp.asarray(center_spread, dtype)
-    return _clustered_impl(key, jnp.asarray(concentration, dtype), spread, n_classes=int(n_classes),
-                           per_class=int(per_class), dim=dim, kind=kind, dtype=dtype)
+    return _clustered_impl(
+        key,
+        jnp.asarray(concentration, dtype),
+        spread,
+        n_classes=int(n_classes),
+        per_class=int(per_class),
+        dim=dim,
+        kind=kind,
+        dtype=dtype,
+    )
 
 
 @partial(jax.jit, static_argnames=("n_classes", "per_class", "dim", "kind", "dtype"))
@@ -396,7 +410,7 @@ def near_degenerate_pairs(key: Array, n, dim: int, *, angle, antipodal: bool = F
       ``(x, y)`` each of shape ``shape + (dim,)``.
     """
     dim = _check_dim(dim)
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     k1, k2 = jax.random.split(key)
     x = uniform_sphere(k1, n, dim, dtype=dtype)
     v = _tangent_unit(k2, x)

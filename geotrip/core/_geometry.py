@@ -12,7 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._validate import as_float_array, check_points
+from .._numerics import safe_div, safe_norm, safe_sqrt
+from .._validate import as_float_array
 
 __all__ = [
     "safe_norm",
@@ -23,33 +24,6 @@ __all__ = [
     "pairwise_angles",
     "random_rotation",
 ]
-
-
-def _safe_sqrt(q: jax.Array) -> jax.Array:
-    """``sqrt(max(q, 0))`` with gradient 0 at ``q <= 0`` (the "double where" trick)."""
-    pos = q > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, q, jnp.ones_like(q))), jnp.zeros_like(q))
-
-
-def safe_norm(x: jax.Array, *, axis: int = -1, keepdims: bool = False) -> jax.Array:
-    r"""Euclidean norm :math:`\|x\|_2` along ``axis`` with a finite gradient at 0.
-
-    .. math:: \|x\| = \sqrt{\textstyle\sum_i x_i^2}, \qquad \nabla\|x\| = x/\|x\| \ (x \neq 0),\ 0\ (x = 0).
-
-    The value at ``x = 0`` is 0 and its gradient there is 0 by convention (a
-    subgradient), computed with the double-``where`` trick so that no NaN leaks
-    into reverse mode. Vectors whose squared norm underflows (below about 1e-19
-    in float32) count as zero.
-
-    Args:
-      x: array of shape ``(..., d)``.
-      axis: the vector axis.
-      keepdims: keep the reduced axis with length 1.
-
-    Returns:
-      Array of shape ``(...)`` (or ``(..., 1)`` with ``keepdims``), dtype of ``x``.
-    """
-    return _safe_sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdims))
 
 
 def normalize(x: jax.Array) -> jax.Array:
@@ -67,9 +41,7 @@ def normalize(x: jax.Array) -> jax.Array:
       Array of shape ``(..., d)``, dtype of ``x``.
     """
     x = as_float_array(x, "x")
-    n = safe_norm(x, keepdims=True)
-    nz = n > 0
-    return jnp.where(nz, x / jnp.where(nz, n, jnp.ones_like(n)), jnp.zeros_like(x))
+    return safe_div(x, safe_norm(x, keepdims=True))
 
 
 def project_tangent(x: jax.Array, v: jax.Array) -> jax.Array:
@@ -143,11 +115,10 @@ def angle(x: jax.Array, y: jax.Array) -> jax.Array:
     nx = safe_norm(x)
     ny = safe_norm(y)
     both = (nx > 0) & (ny > 0)
-    denom = jnp.where(both, nx + ny, jnp.ones_like(nx))
-    dr = jnp.where(both, jnp.sum(d * s, axis=-1) / denom, jnp.zeros_like(nx))
+    dr = safe_div(jnp.sum(d * s, axis=-1), jnp.where(both, nx + ny, jnp.zeros_like(nx)))
     dr2 = dr * dr
-    sin_half = _safe_sqrt(jnp.sum(d * d, axis=-1) - dr2)
-    cos_half = _safe_sqrt(jnp.sum(s * s, axis=-1) - dr2)
+    sin_half = safe_sqrt(jnp.sum(d * d, axis=-1) - dr2)
+    cos_half = safe_sqrt(jnp.sum(s * s, axis=-1) - dr2)
     theta = 2 * jnp.arctan2(sin_half, cos_half)
     return jnp.where(both, theta, jnp.full_like(theta, jnp.pi / 2))
 
@@ -212,7 +183,3 @@ def random_rotation(key: jax.Array, dim: int, *, dtype=None) -> jax.Array:
     q = q * jnp.sign(jnp.diagonal(r))[None, :]
     det_sign = jnp.sign(jnp.linalg.det(q))
     return q.at[:, 0].multiply(det_sign)
-
-
-def _check_unit(x, name):  # re-exported for sibling modules
-    return check_points(x, name, unit=True)

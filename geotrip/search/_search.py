@@ -42,27 +42,26 @@ import dataclasses
 import itertools
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._certificates import (
+from ..core._distances import distance as get_distance
+from ..core._geometry import angle, normalize, project_tangent, vector_angle
+from ..core._gradients import batch_grads, descent_disagreement, triplet_grads_closed_form
+from ..core._losses import batch_loss
+from .certificates import (
     GRAD_TOL,
-    HINGE_TOL,
-    PAIR_TOL,
     VerificationResult,
     format_decimal_points,
     safety_margin,
     verify_certificate,
     write_certificate,
 )
-from ._distances import lookup_distance
-from ._geometry import angle, normalize, project_tangent, vector_angle
-from ._gradients import batch_grads, descent_disagreement, triplet_grads_closed_form
-from ._losses import batch_loss
 
 __all__ = [
     "OBJECTIVES",
@@ -82,7 +81,13 @@ OBJECTIVES = ("angle", "descent", "active", "raw")
 STRUCTURES = ("shared_anchor", "chain", "cycle", "labeled")
 RESTART_FAMILIES = ("uniform", "clustered", "cap", "bipolar")
 _ACTIVE_CAP = 0.05
-_RANGE = {"chord_sq": 4.0, "chord": 2.0, "geodesic": math.pi, "geodesic_sq": math.pi ** 2, "cosine": 2.0}
+_RANGE = {
+    "chord_sq": 4.0,
+    "chord": 2.0,
+    "geodesic": math.pi,
+    "geodesic_sq": math.pi**2,
+    "cosine": 2.0,
+}
 
 
 # ----------------------------------------------------------------------------------------
@@ -90,8 +95,12 @@ _RANGE = {"chord_sq": 4.0, "chord": 2.0, "geodesic": math.pi, "geodesic_sq": mat
 # ----------------------------------------------------------------------------------------
 
 
-def triplet_structure(structure: str | Sequence[Sequence[int]] | np.ndarray, k: int | None = None, *,
-                      labels: Sequence[int] | None = None) -> np.ndarray:
+def triplet_structure(
+    structure: str | Sequence[Sequence[int]] | np.ndarray,
+    k: int | None = None,
+    *,
+    labels: Sequence[int] | None = None,
+) -> np.ndarray:
     r"""Index triplets ``(k, 3)`` of a structure (anchor, positive, negative rows).
 
     * ``"shared_anchor"``: :math:`k` triplets on one anchor (row 0) with their own
@@ -111,7 +120,9 @@ def triplet_structure(structure: str | Sequence[Sequence[int]] | np.ndarray, k: 
     if not isinstance(structure, str):
         t = np.asarray(structure)
         if t.dtype.kind not in "iu" or t.ndim != 2 or t.shape[1] != 3 or t.shape[0] < 1:
-            raise ValueError(f"triplets must be an integer array of shape (k, 3), got {t.dtype} {t.shape}")
+            raise ValueError(
+                f"triplets must be an integer array of shape (k, 3), got {t.dtype} {t.shape}"
+            )
         if t.min() < 0:
             raise ValueError("triplet indices must be non-negative")
         if np.any((t[:, 0] == t[:, 1]) | (t[:, 0] == t[:, 2]) | (t[:, 1] == t[:, 2])):
@@ -121,13 +132,20 @@ def triplet_structure(structure: str | Sequence[Sequence[int]] | np.ndarray, k: 
         if labels is None:
             raise ValueError("structure 'labeled' needs labels")
         lab = np.asarray(labels)
-        out = [(a, p, n) for a, p, n in itertools.product(range(lab.size), repeat=3)
-               if a != p and lab[a] == lab[p] and lab[n] != lab[a]]
+        out = [
+            (a, p, n)
+            for a, p, n in itertools.product(range(lab.size), repeat=3)
+            if a != p and lab[a] == lab[p] and lab[n] != lab[a]
+        ]
         if not out:
-            raise ValueError("these labels give no triplet (need a class with two members and another class)")
+            raise ValueError(
+                "these labels give no triplet (need a class with two members and another class)"
+            )
         return np.asarray(out, dtype=np.int32)
     if structure not in STRUCTURES:
-        raise ValueError(f"unknown structure {structure!r}; valid: {', '.join(STRUCTURES)} or an index array")
+        raise ValueError(
+            f"unknown structure {structure!r}; valid: {', '.join(STRUCTURES)} or an index array"
+        )
     if not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k (number of triplets) must be a positive integer, got {k!r}")
     i = np.arange(k)
@@ -154,15 +172,15 @@ def _draw_all_impl(key, fam, n, d, dtype):
     G = jax.random.normal(key, (R, 2 * n + 4, max(d, 4)), dtype)
     U = jax.scipy.special.ndtr(G)
     g = G[:, :n, :d]
-    centers = normalize(G[:, n:n + 3, :d])
+    centers = normalize(G[:, n : n + 3, :d])
     u = U[:, n + 3, :4]
-    ncl = 2 + (u[:, 0] > 0.5).astype(jnp.int32)                      # 2 or 3 clusters
-    assign = jnp.minimum((U[:, n + 4:, 0] * ncl[:, None].astype(dtype)).astype(jnp.int32), 2)
+    ncl = 2 + (u[:, 0] > 0.5).astype(jnp.int32)  # 2 or 3 clusters
+    assign = jnp.minimum((U[:, n + 4 :, 0] * ncl[:, None].astype(dtype)).astype(jnp.int32), 2)
     spread = (0.05 + 0.55 * u[:, 1])[:, None, None]
     clustered = normalize(jnp.take_along_axis(centers, assign[:, :, None], axis=1) + spread * g)
     cap_r = jnp.exp(math.log(0.01) + (math.log(0.3) - math.log(0.01)) * u[:, 2])[:, None, None]
     cap = normalize(centers[:, :1] + cap_r * g)
-    sign = jnp.where(U[:, n + 4:, 1:2] < 0.5, 1.0, -1.0).astype(dtype)
+    sign = jnp.where(U[:, n + 4 :, 1:2] < 0.5, 1.0, -1.0).astype(dtype)
     bip_r = (0.05 + 0.35 * u[:, 3])[:, None, None]
     bipolar = normalize(sign * centers[:, :1] + bip_r * g)
     allf = jnp.stack([normalize(g), clustered, cap, bipolar], axis=1)  # (R, 4, n, d)
@@ -172,8 +190,15 @@ def _draw_all_impl(key, fam, n, d, dtype):
 _draw_all = jax.jit(_draw_all_impl, static_argnums=(2, 3, 4))
 
 
-def draw_configurations(key: jax.Array, restarts: int, n_points: int, dim: int, *,
-                        families: Sequence[str] = RESTART_FAMILIES, dtype=None) -> tuple[jax.Array, np.ndarray]:
+def draw_configurations(
+    key: jax.Array,
+    restarts: int,
+    n_points: int,
+    dim: int,
+    *,
+    families: Sequence[str] = RESTART_FAMILIES,
+    dtype=None,
+) -> tuple[jax.Array, np.ndarray]:
     r"""Random starting configurations, ``restarts`` of ``n_points`` unit vectors in :math:`\mathbb{R}^{dim}`.
 
     Restart ``r`` uses family ``families[r % len(families)]``; all randomness comes from
@@ -191,12 +216,11 @@ def draw_configurations(key: jax.Array, restarts: int, n_points: int, dim: int, 
     if bad or not families:
         raise ValueError(f"unknown restart families {bad}; valid: {', '.join(RESTART_FAMILIES)}")
     dtype = dtype or jnp.result_type(float)
-    fam = np.asarray([RESTART_FAMILIES.index(families[r % len(families)]) for r in range(restarts)], np.int32)
+    fam = np.asarray(
+        [RESTART_FAMILIES.index(families[r % len(families)]) for r in range(restarts)], np.int32
+    )
     X0 = _draw_all(key, jnp.asarray(fam), n_points, dim, jnp.dtype(dtype))
     return X0, fam
-
-
-
 
 
 # ----------------------------------------------------------------------------------------
@@ -221,8 +245,10 @@ def _pair_grads(X, t, spec: _Spec, riemannian=True):
     much cheaper to differentiate again than nested autodiff; raw ones from autodiff.
     """
     if not riemannian:
-        return tuple(batch_grads(X, t, distance=d, margin=m, soft=spec.soft, riemannian=False)
-                     for d, m in zip(spec.distances, spec.margins))
+        return tuple(
+            batch_grads(X, t, distance=d, margin=m, soft=spec.soft, riemannian=False)
+            for d, m in zip(spec.distances, spec.margins)
+        )
     a, p, n = X[t[:, 0]], X[t[:, 1]], X[t[:, 2]]
     out = []
     for d, m in zip(spec.distances, spec.margins):
@@ -233,7 +259,7 @@ def _pair_grads(X, t, spec: _Spec, riemannian=True):
 
 
 def _z(X, t, dist, margin):
-    D = lookup_distance(dist)
+    D = get_distance(dist)
     a, p, n = X[t[:, 0]], X[t[:, 1]], X[t[:, 2]]
     return D.ambient(a, p) - D.ambient(a, n) + margin
 
@@ -249,8 +275,14 @@ def _cos_safe(GA, GB):
 _OBJECTIVES_CACHE: dict = {}
 
 
-def objective_function(objective: str | Callable, triplets, *, distances=("chord_sq", "geodesic"),
-                       margins=(0.2, 0.2), soft: bool = False) -> tuple[Callable, Callable, Callable]:
+def objective_function(
+    objective: str | Callable,
+    triplets,
+    *,
+    distances=("chord_sq", "geodesic"),
+    margins=(0.2, 0.2),
+    soft: bool = False,
+) -> tuple[Callable, Callable, Callable]:
     r"""The three functions of an objective over configurations ``X`` of shape ``(n, d)``.
 
     Returns:
@@ -263,8 +295,14 @@ def objective_function(objective: str | Callable, triplets, *, distances=("chord
       gradient objectives, both gradients non-zero).
     """
     t_np = triplet_structure(triplets)
-    ckey = (objective, t_np.tobytes(), t_np.shape, tuple(map(str, distances)), tuple(map(float, margins)),
-            bool(soft))
+    ckey = (
+        objective,
+        t_np.tobytes(),
+        t_np.shape,
+        tuple(map(str, distances)),
+        tuple(map(float, margins)),
+        bool(soft),
+    )
     if ckey not in _OBJECTIVES_CACHE:
         f, s, v = _objective_function(objective, t_np, distances, margins, soft)
         _OBJECTIVES_CACHE[ckey] = (f, jax.jit(s), jax.jit(v))
@@ -273,8 +311,12 @@ def objective_function(objective: str | Callable, triplets, *, distances=("chord
 
 def _objective_function(objective, t_np, distances, margins, soft):
     t = jnp.asarray(t_np)
-    dA, dB = (lookup_distance(d).name if not callable(getattr(d, "ambient", None)) else d for d in distances)
-    spec = _Spec(objective, tuple(map(tuple, np.asarray(t).tolist())), (dA, dB), tuple(margins), bool(soft))
+    dA, dB = (
+        get_distance(d).name if not callable(getattr(d, "ambient", None)) else d for d in distances
+    )
+    spec = _Spec(
+        objective, tuple(map(tuple, np.asarray(t).tolist())), (dA, dB), tuple(margins), bool(soft)
+    )
     del dA, dB
 
     def base_valid(X):
@@ -290,9 +332,12 @@ def _objective_function(objective, t_np, distances, margins, soft):
         fn = objective
         return (lambda X: fn(X, t)), (lambda X: fn(X, t)), base_valid
     if objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)} or a callable")
+        raise ValueError(
+            f"unknown objective {objective!r}; valid: {', '.join(OBJECTIVES)} or a callable"
+        )
 
     if objective in ("angle", "descent"):
+
         def surrogate(X):
             GA, GB = _pair_grads(X, t, spec)
             c, _ = _cos_safe(GA, GB)
@@ -303,7 +348,9 @@ def _objective_function(objective, t_np, distances, margins, soft):
             c, ok = _cos_safe(GA, GB)
             if objective == "descent":
                 return -c
-            return jnp.where(ok, jnp.degrees(vector_angle(GA.reshape(-1), GB.reshape(-1))), jnp.zeros_like(c))
+            return jnp.where(
+                ok, jnp.degrees(vector_angle(GA.reshape(-1), GB.reshape(-1))), jnp.zeros_like(c)
+            )
 
         def valid(X):
             GA, GB = _pair_grads(X, t, spec)
@@ -312,13 +359,16 @@ def _objective_function(objective, t_np, distances, margins, soft):
         return surrogate, score, valid
 
     if objective == "raw":
+
         def score(X):
             GA, GB = _pair_grads(X, t, spec)
             RA, RB = _pair_grads(X, t, spec, riemannian=False)
             _, ok1 = _cos_safe(GA, GB)
             _, ok2 = _cos_safe(RA, RB)
-            diff = jnp.degrees(vector_angle(GA.reshape(-1), GB.reshape(-1))
-                               - vector_angle(RA.reshape(-1), RB.reshape(-1)))
+            diff = jnp.degrees(
+                vector_angle(GA.reshape(-1), GB.reshape(-1))
+                - vector_angle(RA.reshape(-1), RB.reshape(-1))
+            )
             return jnp.where(ok1 & ok2, diff, jnp.full_like(diff, -180.0))
 
         def valid(X):
@@ -390,18 +440,27 @@ class SearchResult:
     @property
     def angle_deg(self) -> float:
         """Riemannian gradient angle (degrees) of the best configuration."""
-        GA, GB = _pair_grads(jnp.asarray(self.points), jnp.asarray(self.triplets),
-                             _Spec(None, (), self.distances, self.margins, self.soft))
+        GA, GB = _pair_grads(
+            jnp.asarray(self.points),
+            jnp.asarray(self.triplets),
+            _Spec(None, (), self.distances, self.margins, self.soft),
+        )
         return float(jnp.degrees(vector_angle(GA.reshape(-1), GB.reshape(-1))))
 
     def describe(self) -> str:
-        name = self.objective if isinstance(self.objective, str) else getattr(self.objective, "__name__", "custom")
+        name = (
+            self.objective
+            if isinstance(self.objective, str)
+            else getattr(self.objective, "__name__", "custom")
+        )
         extra = ""
         if name == "descent" and np.isfinite(self.value):
             extra = f" (gradient angle {self.angle_deg:.4f} deg)"
-        return (f"{name}: best {self.value:.6g}{extra} with k={self.k} triplets, n={self.points.shape[0]} points, "
-                f"d={self.dim}; {self.restarts} restarts x {self.steps} steps, seed {self.seed}, "
-                f"{self.seconds:.1f} s")
+        return (
+            f"{name}: best {self.value:.6g}{extra} with k={self.k} triplets, n={self.points.shape[0]} points, "
+            f"d={self.dim}; {self.restarts} restarts x {self.steps} steps, seed {self.seed}, "
+            f"{self.seconds:.1f} s"
+        )
 
 
 _COMPILED: dict = {}
@@ -457,8 +516,18 @@ def _compiled(spec_key, surrogate, score, valid, steps, chunk, lr):
 
 
 def _spec_key(objective, t, n, d, distances, margins, soft, restarts, dtype):
-    return (objective if isinstance(objective, str) else id(objective), t.tobytes(), t.shape, n, d,
-            tuple(str(x) for x in distances), tuple(float(m) for m in margins), bool(soft), restarts, str(dtype))
+    return (
+        objective if isinstance(objective, str) else id(objective),
+        t.tobytes(),
+        t.shape,
+        n,
+        d,
+        tuple(str(x) for x in distances),
+        tuple(float(m) for m in margins),
+        bool(soft),
+        restarts,
+        str(dtype),
+    )
 
 
 def search(
@@ -518,9 +587,11 @@ def search(
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     if len(distances) != 2 or len(margins) != 2:
         raise ValueError("distances and margins must be pairs (A, B)")
-    distances = tuple(lookup_distance(d).name if isinstance(d, str) else d for d in distances)
+    distances = tuple(get_distance(d).name if isinstance(d, str) else d for d in distances)
     dtype = jnp.result_type(float)
-    surrogate, score, valid = objective_function(objective, t, distances=distances, margins=margins, soft=soft)
+    surrogate, score, valid = objective_function(
+        objective, t, distances=distances, margins=margins, soft=soft
+    )
     chunk = min(chunk, steps)
     n_chunks = -(-steps // chunk)
     key = jax.random.key(seed)
@@ -528,27 +599,54 @@ def search(
         init = np.asarray(init, np.float64)
         if init.shape != (n, dim):
             raise ValueError(f"init must have shape ({n}, {dim}), got {init.shape}")
-        scales = np.concatenate([[0.0], np.geomspace(1e-3, init_noise, max(restarts - 1, 1))])[:restarts]
+        scales = np.concatenate([[0.0], np.geomspace(1e-3, init_noise, max(restarts - 1, 1))])[
+            :restarts
+        ]
         noise = jax.random.normal(key, (restarts, n, dim), dtype)
-        X0 = normalize(jnp.asarray(init, dtype)[None] + jnp.asarray(scales, dtype)[:, None, None] * noise)
+        X0 = normalize(
+            jnp.asarray(init, dtype)[None] + jnp.asarray(scales, dtype)[:, None, None] * noise
+        )
         fam_names = ["init"] * restarts
     else:
         X0, fam = draw_configurations(key, restarts, n, dim, families=families, dtype=dtype)
         fam_names = [RESTART_FAMILIES[i] for i in fam]
-    run_chunk, init_fn = _compiled(_spec_key(objective, t, n, dim, distances, margins, soft, restarts, dtype),
-                                   surrogate, score, valid, n_chunks * chunk, chunk, float(learning_rate))
+    run_chunk, init_fn = _compiled(
+        _spec_key(objective, t, n, dim, distances, margins, soft, restarts, dtype),
+        surrogate,
+        score,
+        valid,
+        n_chunks * chunk,
+        chunk,
+        float(learning_rate),
+    )
     # optax's Adam mixes int and float dtypes (bias correction), which strict promotion forbids.
     promo = jax.numpy_dtype_promotion("standard")
     promo.__enter__()
     try:
         state, best = init_fn(X0)
         X, bestX, history = X0, X0, []
-        X, bestX, best, history = _run(run_chunk, X, state, bestX, best, n_chunks, chunk, objective, t, dim,
-                                       progress)
+        X, bestX, best, history = _run(
+            run_chunk, X, state, bestX, best, n_chunks, chunk, objective, t, dim, progress
+        )
     finally:
         promo.__exit__(None, None, None)
-    return _finish(best, bestX, history, t, n, dim, objective, distances, margins, soft, fam_names, seed,
-                   restarts, n_chunks * chunk, t0)
+    return _finish(
+        best,
+        bestX,
+        history,
+        t,
+        n,
+        dim,
+        objective,
+        distances,
+        margins,
+        soft,
+        fam_names,
+        seed,
+        restarts,
+        n_chunks * chunk,
+        t0,
+    )
 
 
 def _run(run_chunk, X, state, bestX, best, n_chunks, chunk, objective, t, dim, progress):
@@ -556,8 +654,13 @@ def _run(run_chunk, X, state, bestX, best, n_chunks, chunk, objective, t, dim, p
     from tqdm.auto import tqdm
 
     name = objective if isinstance(objective, str) else "custom"
-    with tqdm(total=n_chunks * chunk, desc=f"search {name} k={t.shape[0]} d={dim}", disable=not progress,
-              leave=False, unit="step") as bar:
+    with tqdm(
+        total=n_chunks * chunk,
+        desc=f"search {name} k={t.shape[0]} d={dim}",
+        disable=not progress,
+        leave=False,
+        unit="step",
+    ) as bar:
         for _ in range(n_chunks):
             X, state, bestX, best = run_chunk(X, state, bestX, best)
             b = float(jnp.max(best))
@@ -567,8 +670,23 @@ def _run(run_chunk, X, state, bestX, best, n_chunks, chunk, objective, t, dim, p
     return X, bestX, best, history
 
 
-def _finish(best, bestX, history, t, n, dim, objective, distances, margins, soft, fam_names, seed, restarts,
-            steps, t0):
+def _finish(
+    best,
+    bestX,
+    history,
+    t,
+    n,
+    dim,
+    objective,
+    distances,
+    margins,
+    soft,
+    fam_names,
+    seed,
+    restarts,
+    steps,
+    t0,
+):
     best = np.asarray(best, np.float64)
     bestX = np.asarray(bestX, np.float64)
     order = np.argsort(-best, kind="stable")
@@ -588,10 +706,21 @@ def _finish(best, bestX, history, t, n, dim, objective, distances, margins, soft
     else:
         pts, val = bestX[order[0]], float("nan")
     return SearchResult(
-        points=pts, triplets=np.asarray(t), value=val, objective=objective, distances=distances,
-        margins=tuple(float(m) for m in margins), soft=bool(soft), values=values, families=fam_names,
-        candidates=np.asarray(cand).reshape(-1, n, dim), candidate_values=np.asarray(cvals), history=history,
-        seed=int(seed), restarts=int(restarts), steps=int(steps),
+        points=pts,
+        triplets=np.asarray(t),
+        value=val,
+        objective=objective,
+        distances=distances,
+        margins=tuple(float(m) for m in margins),
+        soft=bool(soft),
+        values=values,
+        families=fam_names,
+        candidates=np.asarray(cand).reshape(-1, n, dim),
+        candidate_values=np.asarray(cvals),
+        history=history,
+        seed=int(seed),
+        restarts=int(restarts),
+        steps=int(steps),
         seconds=time.perf_counter() - t0,
     )
 
@@ -613,8 +742,11 @@ _DD_CACHE: dict = {}
 def _dd(res: SearchResult):
     key = (tuple(map(str, res.distances)), tuple(res.margins), res.soft)
     if key not in _DD_CACHE:
-        _DD_CACHE[key] = jax.jit(lambda X, t, step: descent_disagreement(
-            X, t, distances=res.distances, margins=res.margins, step=step, soft=res.soft))
+        _DD_CACHE[key] = jax.jit(
+            lambda X, t, step: descent_disagreement(
+                X, t, distances=res.distances, margins=res.margins, step=step, soft=res.soft
+            )
+        )
     return _DD_CACHE[key]
 
 
@@ -635,8 +767,9 @@ _STEP_SIZES = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 3e-4, 1e-4)
 
 def _holds(X, t, res: SearchResult, threshold: float) -> bool:
     """Does configuration X keep the property (score > threshold, valid; descent: a finite step too)?"""
-    _, score, valid = objective_function(res.objective, t, distances=res.distances, margins=res.margins,
-                                         soft=res.soft)
+    _, score, valid = objective_function(
+        res.objective, t, distances=res.distances, margins=res.margins, soft=res.soft
+    )
     Xj = jnp.asarray(X)
     if not bool(valid(Xj)):
         return False
@@ -655,8 +788,16 @@ def _reindex(X, t):
     return X[used], remap[t].astype(np.int32)
 
 
-def simplify(result: SearchResult, *, threshold: float | None = None, min_dim: int = 2, steps: int = 200,
-             restarts: int = 32, seed: int | None = None, progress: bool = False) -> SearchResult:
+def simplify(
+    result: SearchResult,
+    *,
+    threshold: float | None = None,
+    min_dim: int = 2,
+    steps: int = 200,
+    restarts: int = 32,
+    seed: int | None = None,
+    progress: bool = False,
+) -> SearchResult:
     r"""Shrink a counterexample: fewest triplets, then smallest dimension, keeping the property.
 
     The property is ``score > threshold`` (plus validity, and for ``descent`` a finite step
@@ -681,12 +822,27 @@ def simplify(result: SearchResult, *, threshold: float | None = None, min_dim: i
     X, t = np.asarray(result.points), np.asarray(result.triplets)
     notes = []
     if not _holds(X, t, result, thr):
-        raise ValueError(f"the configuration does not have the property (score > {thr:g}) to begin with")
+        raise ValueError(
+            f"the configuration does not have the property (score > {thr:g}) to begin with"
+        )
 
     def reopt(X, t, dim, tag):
-        r = search(result.objective, triplets=t, n_points=X.shape[0], dim=dim, distances=result.distances,
-                   margins=result.margins, soft=result.soft, restarts=restarts, steps=steps, seed=seed + tag,
-                   init=X, init_noise=0.1, progress=progress, learning_rate=0.005)
+        r = search(
+            result.objective,
+            triplets=t,
+            n_points=X.shape[0],
+            dim=dim,
+            distances=result.distances,
+            margins=result.margins,
+            soft=result.soft,
+            restarts=restarts,
+            steps=steps,
+            seed=seed + tag,
+            init=X,
+            init_noise=0.1,
+            progress=progress,
+            learning_rate=0.005,
+        )
         for c in r.candidates:
             if _holds(c, t, result, thr):
                 return c
@@ -720,11 +876,19 @@ def simplify(result: SearchResult, *, threshold: float | None = None, min_dim: i
             break
         notes.append(f"reduced dimension {X.shape[1]} -> {X.shape[1] - 1}")
         X = Z
-    _, score, _ = objective_function(result.objective, t, distances=result.distances, margins=result.margins,
-                                     soft=result.soft)
+    _, score, _ = objective_function(
+        result.objective, t, distances=result.distances, margins=result.margins, soft=result.soft
+    )
     val = float(score(jnp.asarray(X)))
-    return dataclasses.replace(result, points=X, triplets=t, value=val, candidates=X[None],
-                               candidate_values=np.asarray([val]), notes=result.notes + notes)
+    return dataclasses.replace(
+        result,
+        points=X,
+        triplets=t,
+        value=val,
+        candidates=X[None],
+        candidate_values=np.asarray([val]),
+        notes=result.notes + notes,
+    )
 
 
 @dataclasses.dataclass
@@ -753,15 +917,23 @@ def _claims(X, t, res: SearchResult, step) -> dict:
         "cos": float(dd["cos"]),
         "grad_norm_A": float(dd["grad_norm/A"]),
         "grad_norm_B": float(dd["grad_norm/B"]),
-        "loss_A": float(batch_loss(Xj, tj, distance=res.distances[0], margin=res.margins[0], soft=res.soft)),
-        "loss_B": float(batch_loss(Xj, tj, distance=res.distances[1], margin=res.margins[1], soft=res.soft)),
+        "loss_A": float(
+            batch_loss(Xj, tj, distance=res.distances[0], margin=res.margins[0], soft=res.soft)
+        ),
+        "loss_B": float(
+            batch_loss(Xj, tj, distance=res.distances[1], margin=res.margins[1], soft=res.soft)
+        ),
         "slope_B_along_A": float(dd["slope/B_along_A"]),
         "slope_A_along_B": float(dd["slope/A_along_B"]),
         "z_A": [float(v) for v in zA],
         "z_B": [float(v) for v in zB],
         "active_disagreement": float(np.sum(hingeA != hingeB)),
-        "step": {"size": step["size"], "along": "A", "delta_A": float(dd["step/A_along_A"]),
-                 "delta_B": float(dd["step/B_along_A"])},
+        "step": {
+            "size": step["size"],
+            "along": "A",
+            "delta_A": float(dd["step/A_along_A"]),
+            "delta_B": float(dd["step/B_along_A"]),
+        },
     }
     big = 100 * GRAD_TOL
     if not (claims["grad_norm_A"] > big and claims["grad_norm_B"] > big):
@@ -793,9 +965,17 @@ def _assertions(objective, claims, threshold) -> list[str]:
     return out
 
 
-def certify(result: SearchResult, path: str | Path | None = None, *, decimals: int | None = None,
-            max_decimals: int = 12, value_tolerance: float = 1e-3, threshold: float | None = None,
-            statement: str = "", provenance: Mapping | None = None) -> Certificate:
+def certify(
+    result: SearchResult,
+    path: str | Path | None = None,
+    *,
+    decimals: int | None = None,
+    max_decimals: int = 12,
+    value_tolerance: float = 1e-3,
+    threshold: float | None = None,
+    statement: str = "",
+    provenance: Mapping | None = None,
+) -> Certificate:
     r"""Round a configuration to short decimals, state its claims, write and verify a certificate.
 
     Rounding: the fewest decimal places ``q`` (from 2 up to ``max_decimals``, or exactly
@@ -816,12 +996,15 @@ def certify(result: SearchResult, path: str | Path | None = None, *, decimals: i
       ValueError: if no rounding up to ``max_decimals`` keeps the property.
     """
     if not jax.config.jax_enable_x64:
-        raise ValueError("certify needs float64: enable it with jax.config.update('jax_enable_x64', True)")
+        raise ValueError(
+            "certify needs float64: enable it with jax.config.update('jax_enable_x64', True)"
+        )
     X = np.asarray(result.points, np.float64)
     t = np.asarray(result.triplets)
     thr = _default_threshold(result.objective) if threshold is None else float(threshold)
-    _, score, valid = objective_function(result.objective, t, distances=result.distances, margins=result.margins,
-                                         soft=result.soft)
+    _, score, valid = objective_function(
+        result.objective, t, distances=result.distances, margins=result.margins, soft=result.soft
+    )
     s0 = float(score(jnp.asarray(X)))
     had_property = _holds(X, t, result, thr)
     tries = [decimals] if decimals is not None else list(range(2, max_decimals + 1))
@@ -837,39 +1020,69 @@ def certify(result: SearchResult, path: str | Path | None = None, *, decimals: i
             continue
         if had_property and not _holds(Xr, t, result, thr):
             continue
-        if result.objective != "descent" and not abs(float(score(jnp.asarray(Xr))) - s0) <= value_tolerance:
+        if (
+            result.objective != "descent"
+            and not abs(float(score(jnp.asarray(Xr))) - s0) <= value_tolerance
+        ):
             continue
         chosen = (q, rows, Xr)
         break
     if chosen is None:
-        raise ValueError(f"no rounding to at most {tries[-1]} decimals keeps the configuration's property")
+        raise ValueError(
+            f"no rounding to at most {tries[-1]} decimals keeps the configuration's property"
+        )
     q, rows, Xr = chosen
     st = _step_claims(Xr, t, result, _STEP_SIZES)
     step = st[1] if st is not None else {"size": 1e-3}
     claims = _claims(Xr, t, result, step)
-    objective_name = result.objective if isinstance(result.objective, str) else getattr(
-        result.objective, "__name__", "custom")
+    objective_name = (
+        result.objective
+        if isinstance(result.objective, str)
+        else getattr(result.objective, "__name__", "custom")
+    )
     assertions = _assertions(objective_name, claims, thr)
     if not statement:
-        statement = (f"{result.distances[0]} (margin {result.margins[0]:g}) vs {result.distances[1]} "
-                     f"(margin {result.margins[1]:g}){' soft' if result.soft else ''}, k={t.shape[0]} triplets "
-                     f"on S^{X.shape[1] - 1}: " + (f"Riemannian gradient angle {claims['angle_deg']:.4f} deg"
-                                                   if "angle_deg" in claims else "a gradient vanishes")
-                     + f"; {int(claims['active_disagreement'])} triplet(s) active under exactly one loss")
+        statement = (
+            f"{result.distances[0]} (margin {result.margins[0]:g}) vs {result.distances[1]} "
+            f"(margin {result.margins[1]:g}){' soft' if result.soft else ''}, k={t.shape[0]} triplets "
+            f"on S^{X.shape[1] - 1}: "
+            + (
+                f"Riemannian gradient angle {claims['angle_deg']:.4f} deg"
+                if "angle_deg" in claims
+                else "a gradient vanishes"
+            )
+            + f"; {int(claims['active_disagreement'])} triplet(s) active under exactly one loss"
+        )
     if provenance is None:
-        from ._provenance import provenance as _prov
+        from .._provenance import provenance as _prov
 
         provenance = _prov(seed=result.seed)
     content = dict(
-        points=rows, triplets=t.tolist(),
-        losses={"A": {"distance": str(result.distances[0]), "margin": repr(result.margins[0])},
-                "B": {"distance": str(result.distances[1]), "margin": repr(result.margins[1])},
-                "soft": result.soft},
-        claims=claims, assertions=assertions, kind=objective_name, statement=statement,
-        objective={"name": objective_name, "value_unrounded": s0,
-                   "value_rounded": float(score(jnp.asarray(Xr))), "threshold": thr},
-        search={"seed": result.seed, "restarts": result.restarts, "steps": result.steps,
-                "seconds": round(result.seconds, 3), "decimals": q, "notes": list(result.notes)},
+        points=rows,
+        triplets=t.tolist(),
+        losses={
+            "A": {"distance": str(result.distances[0]), "margin": repr(result.margins[0])},
+            "B": {"distance": str(result.distances[1]), "margin": repr(result.margins[1])},
+            "soft": result.soft,
+        },
+        claims=claims,
+        assertions=assertions,
+        kind=objective_name,
+        statement=statement,
+        objective={
+            "name": objective_name,
+            "value_unrounded": s0,
+            "value_rounded": float(score(jnp.asarray(Xr))),
+            "threshold": thr,
+        },
+        search={
+            "seed": result.seed,
+            "restarts": result.restarts,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 3),
+            "decimals": q,
+            "notes": list(result.notes),
+        },
         provenance=provenance,
     )
     if path is not None:
@@ -887,4 +1100,6 @@ def certify(result: SearchResult, path: str | Path | None = None, *, decimals: i
             p = write_certificate(os.path.join(tmp, "c.json"), **content)
             doc = json.loads(Path(p).read_text())
         ver = verify_certificate(doc)
-    return Certificate(path=Path(path) if path is not None else None, content=doc, decimals=q, verification=ver)
+    return Certificate(
+        path=Path(path) if path is not None else None, content=doc, decimals=q, verification=ver
+    )

@@ -40,7 +40,7 @@ they only compare distances from one anchor. ``semihard`` and ``easy`` compare a
 difference of distances to a margin, so they (like the hinge's active set)
 depend on the distance *and* on the margin's units: a ``chord_sq`` margin of 0.2
 and a ``geodesic`` margin of 0.2 select different triplets (see
-:mod:`geotrip._matching` for the rules that convert margins).
+:mod:`geotrip.sweeps._matching` for the rules that convert margins).
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._distances import Distance, lookup_distance, pairwise_distances
-from ._validate import check_points
+from .._validate import check_points
+from ._distances import Distance, pairwise_distances
+from ._distances import distance as get_distance
 
 __all__ = ["MINING_STRATEGIES", "mine_triplets", "num_mined"]
 
@@ -73,7 +74,9 @@ def num_mined(n: int, strategy: str) -> int:
 
 def _check_strategy(strategy):
     if strategy not in MINING_STRATEGIES:
-        raise ValueError(f"unknown mining strategy {strategy!r}; valid: {', '.join(MINING_STRATEGIES)}")
+        raise ValueError(
+            f"unknown mining strategy {strategy!r}; valid: {', '.join(MINING_STRATEGIES)}"
+        )
 
 
 def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +177,7 @@ def mine_triplets(
       TypeError: non-integer labels.
     """
     _check_strategy(strategy)
-    dist = lookup_distance(distance)
+    dist = get_distance(distance)
     X = check_points(X, "X", min_ndim=2)
     if X.ndim != 2:
         raise ValueError(f"X must have shape (n, d), got {X.shape}")
@@ -182,7 +185,9 @@ def mine_triplets(
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels must be an integer array, got dtype {labels.dtype}")
     if labels.shape != (X.shape[0],):
-        raise ValueError(f"labels must have shape ({X.shape[0]},) (one per row of X), got {labels.shape}")
+        raise ValueError(
+            f"labels must have shape ({X.shape[0]},) (one per row of X), got {labels.shape}"
+        )
     if X.shape[0] < 2:
         raise ValueError(f"mining needs at least 2 points, got {X.shape[0]}")
     if strategy == "random":

@@ -20,13 +20,21 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._geometry import project_tangent, safe_norm
-from ._validate import as_float_array
+from .._validate import as_float_array
+from ..core._geometry import project_tangent, safe_norm
 
 __all__ = [
-    "COLLAPSE_COS", "COLLAPSE_RANK",
-    "mean_pairwise_cosine", "effective_rank", "alignment", "uniformity", "recall_at_1",
-    "active_share", "riemannian_grad_norm", "is_collapsed", "embedding_metrics",
+    "COLLAPSE_COS",
+    "COLLAPSE_RANK",
+    "mean_pairwise_cosine",
+    "effective_rank",
+    "alignment",
+    "uniformity",
+    "recall_at_1",
+    "active_share",
+    "riemannian_grad_norm",
+    "is_collapsed",
+    "embedding_metrics",
 ]
 
 Array = jax.Array
@@ -85,7 +93,9 @@ def alignment(X: Array, labels: Array, *, alpha: float = 2.0) -> Array:
     if alpha == 2.0:
         da = d2
     else:
-        da = jnp.where(d2 > 0, jnp.where(d2 > 0, d2, jnp.ones_like(d2)) ** (alpha / 2), jnp.zeros_like(d2))
+        da = jnp.where(
+            d2 > 0, jnp.where(d2 > 0, d2, jnp.ones_like(d2)) ** (alpha / 2), jnp.zeros_like(d2)
+        )
     cnt = jnp.sum(pos, axis=(-2, -1))
     return jnp.sum(da * pos, axis=(-2, -1)) / jnp.maximum(cnt, jnp.ones_like(cnt))
 
@@ -105,7 +115,9 @@ def uniformity(X: Array, *, t: float = 2.0) -> Array:
     return jax.nn.logsumexp(e, axis=(-2, -1)) - jnp.log(jnp.asarray(n * (n - 1), X.dtype))
 
 
-def recall_at_1(X: Array, labels: Array, X_ref: Array | None = None, labels_ref: Array | None = None) -> Array:
+def recall_at_1(
+    X: Array, labels: Array, X_ref: Array | None = None, labels_ref: Array | None = None
+) -> Array:
     r"""Recall@1: share of queries whose nearest neighbour (largest cosine) has the same label.
 
     Without a reference set it is the leave-one-out Recall@1 within ``X`` (each point
@@ -145,7 +157,9 @@ def riemannian_grad_norm(X: Array, G: Array) -> Array:
     return safe_norm(project_tangent(X, G).reshape(G.shape[:-2] + (-1,)))
 
 
-def is_collapsed(X: Array, *, cos_threshold: float = COLLAPSE_COS, rank_threshold: float = COLLAPSE_RANK) -> Array:
+def is_collapsed(
+    X: Array, *, cos_threshold: float = COLLAPSE_COS, rank_threshold: float = COLLAPSE_RANK
+) -> Array:
     r"""The collapse criterion: mean pairwise cosine > ``cos_threshold`` or effective rank < ``rank_threshold``."""
     return (mean_pairwise_cosine(X) > cos_threshold) | (effective_rank(X) < rank_threshold)
 

@@ -52,40 +52,63 @@ import json
 import math
 import os
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .._provenance import provenance, write_provenance
+from ..core._distances import Distance, make_distance
+from ..core._distances import distance as get_distance
+from ..core._geometry import normalize, project_tangent
+from ..core._losses import batch_loss
+from ..core._mining import MINING_STRATEGIES, mine_triplets
 from ._data import class_table, load_digits, make_clusters, sample_pk, stratified_split
-from ._distances import Distance, lookup_distance, make_distance
-from ._geometry import normalize, project_tangent
-from ._losses import batch_loss
 from ._metrics import active_share, embedding_metrics, riemannian_grad_norm
-from ._mining import MINING_STRATEGIES, mine_triplets
 from ._models import cap_last_layer, init_features, init_mlp, mlp_embed
-from ._provenance import provenance, write_provenance
 
 __all__ = [
-    "TRAINING_TASKS", "TRAINING_METRICS", "TrainSetup", "TaskData", "make_task_data", "reference_distance",
-    "train_runs", "train_grid", "wilson_interval", "clopper_pearson_interval",
-    "CollapseSweep", "COLLAPSE_PRESETS", "run_collapse_sweep", "collapse_phase_table", "collapse_summary",
+    "TRAINING_TASKS",
+    "TRAINING_METRICS",
+    "TrainSetup",
+    "TaskData",
+    "make_task_data",
+    "reference_distance",
+    "train_runs",
+    "train_grid",
+    "wilson_interval",
+    "clopper_pearson_interval",
+    "CollapseSweep",
+    "COLLAPSE_PRESETS",
+    "run_collapse_sweep",
+    "collapse_phase_table",
+    "collapse_summary",
     "read_collapse_runs",
 ]
 
 Array = jax.Array
 
 TRAINING_TASKS = ("features", "clusters", "digits")
-TRAINING_METRICS = ("loss", "active", "grad_norm", "mean_cos", "erank", "alignment", "uniformity",
-           "recall_at_1", "collapsed")
+TRAINING_METRICS = (
+    "loss",
+    "active",
+    "grad_norm",
+    "mean_cos",
+    "erank",
+    "alignment",
+    "uniformity",
+    "recall_at_1",
+    "collapsed",
+)
 _EVAL_METRICS = ("mean_cos", "erank", "alignment", "uniformity", "recall_at_1", "collapsed")
 
 
 # ----------------------------------------------------------------------------- units
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def reference_distance(name: str, theta_ref: float = math.pi / 2) -> Distance:
     r"""The distance ``name`` in reference units: :math:`\tilde g = g / g'(\theta_\text{ref})`.
 
@@ -94,7 +117,7 @@ def reference_distance(name: str, theta_ref: float = math.pi / 2) -> Distance:
     of ``name`` divided by :math:`g'(\theta_\text{ref})`. ``theta_ref`` must be in
     :math:`(0, \pi)` and the weight must be positive there.
     """
-    base = lookup_distance(name)
+    base = get_distance(name)
     if not (0.0 < theta_ref < math.pi):
         raise ValueError(f"theta_ref must be in (0, pi), got {theta_ref}")
     with jax.ensure_compile_time_eval(), jax.enable_x64(True):  # the constant in float64
@@ -136,9 +159,19 @@ def make_task_data(task: str, *, seed: int = 0, dtype=None, **kwargs) -> TaskDat
 
 
 @functools.lru_cache(maxsize=32)
-def _make_task_data(task: str, *, seed: int = 0, n_classes: int = 8, n_per_class: int = 4,
-                   dim: int = 32, noise: float = 1.0, label_noise: float = 0.0,
-                   cluster_size: int = 64, test_fraction: float = 0.25, dtype=None) -> TaskData:
+def _make_task_data(
+    task: str,
+    *,
+    seed: int = 0,
+    n_classes: int = 8,
+    n_per_class: int = 4,
+    dim: int = 32,
+    noise: float = 1.0,
+    label_noise: float = 0.0,
+    cluster_size: int = 64,
+    test_fraction: float = 0.25,
+    dtype=None,
+) -> TaskData:
     r"""Build the data of a task.
 
     * ``features``: ``n_classes * n_per_class`` labels (``n_per_class`` points per class),
@@ -157,13 +190,29 @@ def _make_task_data(task: str, *, seed: int = 0, n_classes: int = 8, n_per_class
         if n_classes < 2 or n_per_class < 2:
             raise ValueError("features need n_classes >= 2 and n_per_class >= 2")
         y = jnp.repeat(jnp.arange(n_classes, dtype=jnp.int32), n_per_class)
-        return TaskData("features", y_train=y, y_test=y,
-                        info=(("n_classes", n_classes), ("n_per_class", n_per_class)))
+        return TaskData(
+            "features",
+            y_train=y,
+            y_test=y,
+            info=(("n_classes", n_classes), ("n_per_class", n_per_class)),
+        )
     if task == "clusters":
-        x, y = make_clusters(jax.random.fold_in(key, 1), n_classes=n_classes, n_per_class=cluster_size,
-                             dim=dim, noise=noise, label_noise=label_noise, dtype=dtype)
-        info = (("n_classes", n_classes), ("cluster_size", cluster_size), ("dim", dim), ("noise", noise),
-                ("label_noise", label_noise))
+        x, y = make_clusters(
+            jax.random.fold_in(key, 1),
+            n_classes=n_classes,
+            n_per_class=cluster_size,
+            dim=dim,
+            noise=noise,
+            label_noise=label_noise,
+            dtype=dtype,
+        )
+        info = (
+            ("n_classes", n_classes),
+            ("cluster_size", cluster_size),
+            ("dim", dim),
+            ("noise", noise),
+            ("label_noise", label_noise),
+        )
     elif task == "digits":
         x, y = load_digits(dtype=dtype)
         info = (("dataset", "sklearn digits"), ("n", int(x.shape[0])))
@@ -171,8 +220,16 @@ def _make_task_data(task: str, *, seed: int = 0, n_classes: int = 8, n_per_class
         raise ValueError(f"unknown task {task!r}; valid: {', '.join(TRAINING_TASKS)}")
     tr, te = stratified_split(jax.random.fold_in(key, 2), y, test_fraction=test_fraction)
     classes, table, counts = class_table(y[tr])
-    return TaskData(task, y_train=y[tr], y_test=y[te], x_train=x[tr], x_test=x[te],
-                    table=table, counts=counts, info=info + (("test_fraction", test_fraction),))
+    return TaskData(
+        task,
+        y_train=y[tr],
+        y_test=y[te],
+        x_train=x[tr],
+        x_test=x[te],
+        table=table,
+        counts=counts,
+        info=info + (("test_fraction", test_fraction),),
+    )
 
 
 make_task_data.__doc__ = _make_task_data.__doc__
@@ -213,30 +270,44 @@ class TrainSetup:
 
     def __post_init__(self):
         if isinstance(self.distances, str) or not self.distances:
-            raise ValueError(f"distances must be a non-empty tuple of names, got {self.distances!r}")
+            raise ValueError(
+                f"distances must be a non-empty tuple of names, got {self.distances!r}"
+            )
         for d in self.distances:
             if not isinstance(d, str):
                 raise TypeError(f"distances must be names, got {d!r}")
-            lookup_distance(d)
+            get_distance(d)
         if self.strategy not in MINING_STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r}; valid: {', '.join(MINING_STRATEGIES)}")
+            raise ValueError(
+                f"unknown strategy {self.strategy!r}; valid: {', '.join(MINING_STRATEGIES)}"
+            )
         if self.eval_every < 1 or self.steps < self.eval_every or self.steps % self.eval_every:
-            raise ValueError(f"steps ({self.steps}) must be a positive multiple of eval_every ({self.eval_every})")
+            raise ValueError(
+                f"steps ({self.steps}) must be a positive multiple of eval_every ({self.eval_every})"
+            )
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
 
 
 def _loss_parts(F, labels, margin, key, setup: TrainSetup, dist: Distance):
     """Mine on F (no gradient through mining), then loss, its gradient w.r.t. F and the active share."""
-    t, valid = mine_triplets(jax.lax.stop_gradient(F), labels, strategy=setup.strategy,
-                             distance=dist, margin=margin, key=key)
+    t, valid = mine_triplets(
+        jax.lax.stop_gradient(F),
+        labels,
+        strategy=setup.strategy,
+        distance=dist,
+        margin=margin,
+        key=key,
+    )
 
     v = valid.astype(F.dtype)
     count = jnp.maximum(jnp.sum(v), jnp.ones_like(v[0]))
 
     def loss_fn(F_):
         # = batch_loss(..., reduction="mean"), keeping the per-triplet terms for the active share
-        per = batch_loss(F_, t, distance=dist, margin=margin, soft=setup.soft, mask=valid, reduction="none")
+        per = batch_loss(
+            F_, t, distance=dist, margin=margin, soft=setup.soft, mask=valid, reduction="none"
+        )
         return jnp.sum(per) / count, per
 
     (loss, per), gF = jax.value_and_grad(loss_fn, has_aux=True)(F)
@@ -254,7 +325,9 @@ def _init_state(task: str, setup: TrainSetup, data: TaskData, seed, spread, dtyp
         return {"X": X, "key": krun}
     sizes = (data.x_train.shape[1],) + tuple(setup.hidden) + (setup.embed_dim,)
     params = cap_last_layer(init_mlp(kinit, sizes, dtype=dtype), data.x_train, spread, key=kcap)
-    opt_state = optax.scale_by_adam().init(params) if setup.optimizer == "adam" else optax.EmptyState()
+    opt_state = (
+        optax.scale_by_adam().init(params) if setup.optimizer == "adam" else optax.EmptyState()
+    )
     return {"params": params, "opt": opt_state, "key": krun}
 
 
@@ -330,6 +403,7 @@ def _chunk_batch(states, start, n_steps, lrs, margins, didxs, *, task, setup, da
     One compiled function serves every chunk, the evaluation graph appears once, and
     ``n_steps`` (not batched) keeps the ``lax.cond`` in the scan a real branch under vmap.
     """
+
     def one(state, lr, margin, didx):
         dist = _selected_distance(setup, didx)
         m = _evaluate(state, task, data)
@@ -344,16 +418,28 @@ def _chunk_batch(states, start, n_steps, lrs, margins, didxs, *, task, setup, da
 
             return jax.lax.cond(i < n_steps, take, skip, st)
 
-        st, (loss, act, gn) = jax.lax.scan(body, state, jnp.arange(setup.eval_every, dtype=jnp.int32))
+        st, (loss, act, gn) = jax.lax.scan(
+            body, state, jnp.arange(setup.eval_every, dtype=jnp.int32)
+        )
         m.update(loss=jnp.mean(loss), active=jnp.mean(act), grad_norm=gn[-1])
         return st, m
 
     return jax.vmap(one)(states, lrs, margins, didxs)
 
 
-def train_runs(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[int], lrs: Sequence[float],
-               margins: Sequence[float], spreads: Sequence[float], distance_index: Sequence[int] | None = None,
-               dtype=None, progress: bool | str = False) -> dict[str, np.ndarray]:
+def train_runs(
+    task: str,
+    setup: TrainSetup,
+    data: TaskData,
+    *,
+    seeds: Sequence[int],
+    lrs: Sequence[float],
+    margins: Sequence[float],
+    spreads: Sequence[float],
+    distance_index: Sequence[int] | None = None,
+    dtype=None,
+    progress: bool | str = False,
+) -> dict[str, np.ndarray]:
     r"""Train ``R`` runs at once (``vmap`` over runs, ``lax.scan`` over steps).
 
     Run ``r`` has seed ``seeds[r]``, learning rate ``lrs[r]``, margin ``margins[r]``
@@ -392,12 +478,24 @@ def train_runs(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
     if task != "features":
         data_ok = int(np.min(np.asarray(data.counts)))
         if setup.p > data.table.shape[0] or setup.k > data_ok:
-            raise ValueError(f"PK batch p={setup.p}, k={setup.k} does not fit the data "
-                             f"({data.table.shape[0]} classes, smallest has {data_ok} training points)")
-    didx = np.zeros(len(seeds), np.int32) if distance_index is None else np.asarray(distance_index).reshape(-1)
-    if didx.shape != seeds.shape or not np.issubdtype(didx.dtype, np.integer) or np.any(didx < 0) \
-            or np.any(didx >= len(setup.distances)):
-        raise ValueError(f"distance_index must hold one integer in [0, {len(setup.distances)}) per run")
+            raise ValueError(
+                f"PK batch p={setup.p}, k={setup.k} does not fit the data "
+                f"({data.table.shape[0]} classes, smallest has {data_ok} training points)"
+            )
+    didx = (
+        np.zeros(len(seeds), np.int32)
+        if distance_index is None
+        else np.asarray(distance_index).reshape(-1)
+    )
+    if (
+        didx.shape != seeds.shape
+        or not np.issubdtype(didx.dtype, np.integer)
+        or np.any(didx < 0)
+        or np.any(didx >= len(setup.distances))
+    ):
+        raise ValueError(
+            f"distance_index must hold one integer in [0, {len(setup.distances)}) per run"
+        )
     didx_ = jnp.asarray(didx.astype(np.int32))
     lrs_, margins_, spreads_ = (jnp.asarray(c, dtype) for c in cols)
     steps = setup.steps
@@ -413,11 +511,15 @@ def train_runs(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=steps, desc=progress if isinstance(progress, str) else "train", leave=False)
+        bar = tqdm(
+            total=steps, desc=progress if isinstance(progress, str) else "train", leave=False
+        )
     for c in range(n_chunks + 1):
         start = jnp.asarray(c * setup.eval_every, jnp.int32)
         n = jnp.asarray(setup.eval_every if c < n_chunks else 0, jnp.int32)
-        states, m = _chunk_batch(states, start, n, lrs_, margins_, didx_, task=task, setup=setup, data=data)
+        states, m = _chunk_batch(
+            states, start, n, lrs_, margins_, didx_, task=task, setup=setup, data=data
+        )
         for k, v in m.items():
             if k not in train_keys:
                 hist[k].append(np.asarray(v))
@@ -432,9 +534,19 @@ def train_runs(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
     return out
 
 
-def train_grid(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[int], lrs: Sequence[float],
-               margins: Sequence[float], spreads: Sequence[float], dtype=None, max_batch: int | None = None,
-               progress: bool | str = False) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
+def train_grid(
+    task: str,
+    setup: TrainSetup,
+    data: TaskData,
+    *,
+    seeds: Sequence[int],
+    lrs: Sequence[float],
+    margins: Sequence[float],
+    spreads: Sequence[float],
+    dtype=None,
+    max_batch: int | None = None,
+    progress: bool | str = False,
+) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     r"""All runs of the product grid distances x seeds x lrs x margins x spreads, vectorised.
 
     The distances are ``setup.distances``. With ``max_batch`` the runs go through
@@ -448,8 +560,16 @@ def train_grid(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
       history of :func:`train_runs` with the grid columns added.
     """
     nd = len(setup.distances)
-    grid = np.array(np.meshgrid(np.arange(nd, dtype=float), np.asarray(seeds, float), np.asarray(lrs, float),
-                                np.asarray(margins, float), np.asarray(spreads, float), indexing="ij")).reshape(5, -1)
+    grid = np.array(
+        np.meshgrid(
+            np.arange(nd, dtype=float),
+            np.asarray(seeds, float),
+            np.asarray(lrs, float),
+            np.asarray(margins, float),
+            np.asarray(spreads, float),
+            indexing="ij",
+        )
+    ).reshape(5, -1)
     didx = grid[0].astype(np.int32)
     seeds_g = grid[1].astype(np.int64)
     total = grid.shape[1]
@@ -459,8 +579,18 @@ def train_grid(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
     parts = []
     for lo in range(0, total, size):
         idx = np.arange(lo, lo + size).clip(max=total - 1)  # pad the last batch with the last run
-        h = train_runs(task, setup, data, seeds=seeds_g[idx], lrs=grid[2][idx], margins=grid[3][idx],
-                       spreads=grid[4][idx], distance_index=didx[idx], dtype=dtype, progress=progress)
+        h = train_runs(
+            task,
+            setup,
+            data,
+            seeds=seeds_g[idx],
+            lrs=grid[2][idx],
+            margins=grid[3][idx],
+            spreads=grid[4][idx],
+            distance_index=didx[idx],
+            dtype=dtype,
+            progress=progress,
+        )
         keep = min(size, total - lo)
         parts.append({k: v[:keep] for k, v in h.items() if k != "step"})
         step = h["step"]
@@ -468,16 +598,28 @@ def train_grid(task: str, setup: TrainSetup, data: TaskData, *, seeds: Sequence[
     hist["step"] = step
     rows = []
     for r in range(grid.shape[1]):
-        row: dict[str, Any] = {"distance": setup.distances[didx[r]], "seed": int(seeds_g[r]), "lr": float(grid[2, r]),
-                               "margin": float(grid[3, r]), "spread": float(grid[4, r])}
+        row: dict[str, Any] = {
+            "distance": setup.distances[didx[r]],
+            "seed": int(seeds_g[r]),
+            "lr": float(grid[2, r]),
+            "margin": float(grid[3, r]),
+            "spread": float(grid[4, r]),
+        }
         for k in TRAINING_METRICS:
             if k in _EVAL_METRICS:
                 row[f"init_{k}"] = float(hist[k][r, 0])
             row[f"final_{k}"] = float(hist[k][r, -1])
         row["collapsed"] = int(hist["collapsed"][r, -1] > 0.5)
         rows.append(row)
-    hist = dict(hist, distance_index=didx, distances=np.array(setup.distances), seed=seeds_g, lr=grid[2],
-                margin=grid[3], spread=grid[4])
+    hist = dict(
+        hist,
+        distance_index=didx,
+        distances=np.array(setup.distances),
+        seed=seeds_g,
+        lr=grid[2],
+        margin=grid[3],
+        spread=grid[4],
+    )
     return rows, hist
 
 
@@ -500,7 +642,9 @@ def wilson_interval(k, n, *, confidence: float = 0.95) -> tuple[np.ndarray, np.n
     den = 1 + z * z / nn
     mid = (p + z * z / (2 * nn)) / den
     half = z * np.sqrt(p * (1 - p) / nn + z * z / (4 * nn * nn)) / den
-    lo = np.where((n > 0) & (k > 0), np.clip(mid - half, 0, 1), 0.0)  # exact ends (no rounding past p)
+    lo = np.where(
+        (n > 0) & (k > 0), np.clip(mid - half, 0, 1), 0.0
+    )  # exact ends (no rounding past p)
     hi = np.where((n > 0) & (k < n), np.clip(mid + half, 0, 1), 1.0)
     lo, hi = np.minimum(lo, p), np.maximum(hi, p)
     return lo, hi
@@ -551,8 +695,11 @@ class CollapseSweep:
 
     def cells(self) -> list[tuple[str, str, bool]]:
         """The cells ``(task, strategy, soft)``; each runs all distances in one vectorised batch."""
-        return [(t, s, soft) for t in self.tasks
-                for (s, soft) in self.grids[t].get("losses", self.losses)]
+        return [
+            (t, s, soft)
+            for t in self.tasks
+            for (s, soft) in self.grids[t].get("losses", self.losses)
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self), default=lambda o: list(o)))
@@ -573,58 +720,134 @@ def _grid(steps, eval_every, lrs, margins, spreads, losses=None):
 COLLAPSE_PRESETS: dict[str, CollapseSweep] = {
     # for tests and the notebook: seconds
     "tiny": CollapseSweep(
-        name="tiny", tasks=("features", "clusters"), distances=("chord_sq", "chord", "geodesic"),
-        losses=(("batch_hard", False),), n_seeds=3,
-        grids={"features": _grid(40, 20, (0.5,), (0.2,), (0.01, _INF)),
-               "clusters": _grid(40, 20, (1e-2,), (0.2,), (0.01, _INF))},
+        name="tiny",
+        tasks=("features", "clusters"),
+        distances=("chord_sq", "chord", "geodesic"),
+        losses=(("batch_hard", False),),
+        n_seeds=3,
+        grids={
+            "features": _grid(40, 20, (0.5,), (0.2,), (0.01, _INF)),
+            "clusters": _grid(40, 20, (1e-2,), (0.2,), (0.01, _INF)),
+        },
         setup=dict(p=4, k=3, hidden=(16,), embed_dim=6),
-        data={"features": dict(n_classes=4, n_per_class=3), "clusters": dict(n_classes=4, cluster_size=16, dim=8)},
+        data={
+            "features": dict(n_classes=4, n_per_class=3),
+            "clusters": dict(n_classes=4, cluster_size=16, dim=8),
+        },
     ),
     # for `geotrip figures --quick` (< 30 s)
     "figure-quick": CollapseSweep(
-        name="figure-quick", tasks=("features",), distances=_ALL5, losses=(("batch_hard", False),), n_seeds=4,
+        name="figure-quick",
+        tasks=("features",),
+        distances=_ALL5,
+        losses=(("batch_hard", False),),
+        n_seeds=4,
         grids={"features": _grid(100, 50, (0.5,), (0.5,), (0.01, 0.1, _INF))},
         setup=dict(p=6, k=4, hidden=(32,), embed_dim=8),
         data={"features": dict(n_classes=6, n_per_class=4)},
     ),
     # for `geotrip figures` (< 3 min)
     "figure": CollapseSweep(
-        name="figure", tasks=("features", "clusters"), distances=_ALL5, losses=(("batch_hard", False),), n_seeds=8,
-        grids={"features": _grid(200, 50, (0.05, 0.5), (0.1, 0.5), (0.01, 0.1, 0.3, _INF)),
-               "clusters": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF))},
+        name="figure",
+        tasks=("features", "clusters"),
+        distances=_ALL5,
+        losses=(("batch_hard", False),),
+        n_seeds=8,
+        grids={
+            "features": _grid(200, 50, (0.05, 0.5), (0.1, 0.5), (0.01, 0.1, 0.3, _INF)),
+            "clusters": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF)),
+        },
         setup=dict(p=6, k=4, hidden=(32,), embed_dim=8),
-        data={"features": dict(n_classes=6, n_per_class=4), "clusters": dict(n_classes=6, cluster_size=48, dim=16)},
+        data={
+            "features": dict(n_classes=6, n_per_class=4),
+            "clusters": dict(n_classes=6, cluster_size=48, dim=16),
+        },
     ),
     # `geotrip collapse --quick`: about 5 minutes on 2 CPU cores
     "quick": CollapseSweep(
-        name="quick", tasks=("features", "clusters", "digits"), distances=_ALL5, losses=_HINGE_SOFT, n_seeds=8,
-        grids={"features": dict(_grid(200, 50, (0.05, 0.5), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
-                                      losses=_HINGE_SOFT + (("random", False),)),
-                                # the costlier miners at the learning rate where batch-hard runs stay stuck
-                                per_strategy={"semihard": dict(lrs=(0.05,)), "random": dict(lrs=(0.05,))}),
-               "clusters": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
-                                 losses=(("batch_hard", False), ("batch_hard", True))),
-               "digits": _grid(200, 50, (1e-3, 1e-2), (0.1, 0.5), (0.01, 0.1, 0.3, _INF),
-                               losses=(("batch_hard", False),))},
+        name="quick",
+        tasks=("features", "clusters", "digits"),
+        distances=_ALL5,
+        losses=_HINGE_SOFT,
+        n_seeds=8,
+        grids={
+            "features": dict(
+                _grid(
+                    200,
+                    50,
+                    (0.05, 0.5),
+                    (0.1, 0.5),
+                    (0.01, 0.1, 0.3, _INF),
+                    losses=_HINGE_SOFT + (("random", False),),
+                ),
+                # the costlier miners at the learning rate where batch-hard runs stay stuck
+                per_strategy={"semihard": dict(lrs=(0.05,)), "random": dict(lrs=(0.05,))},
+            ),
+            "clusters": _grid(
+                200,
+                50,
+                (1e-3, 1e-2),
+                (0.1, 0.5),
+                (0.01, 0.1, 0.3, _INF),
+                losses=(("batch_hard", False), ("batch_hard", True)),
+            ),
+            "digits": _grid(
+                200,
+                50,
+                (1e-3, 1e-2),
+                (0.1, 0.5),
+                (0.01, 0.1, 0.3, _INF),
+                losses=(("batch_hard", False),),
+            ),
+        },
         setup=dict(p=6, k=4, hidden=(32,), embed_dim=8),
-        data={"features": dict(n_classes=6, n_per_class=4), "clusters": dict(n_classes=6, cluster_size=48, dim=16),
-              "digits": {}},
+        data={
+            "features": dict(n_classes=6, n_per_class=4),
+            "clusters": dict(n_classes=6, cluster_size=48, dim=16),
+            "digits": {},
+        },
     ),
     # `geotrip collapse --preset full`: sized for one GPU
     "full": CollapseSweep(
-        name="full", tasks=("features", "clusters", "digits"), distances=_ALL5,
-        losses=(("batch_hard", False), ("semihard", False), ("batch_all", False), ("random", False),
-                ("batch_hard", True)),
+        name="full",
+        tasks=("features", "clusters", "digits"),
+        distances=_ALL5,
+        losses=(
+            ("batch_hard", False),
+            ("semihard", False),
+            ("batch_all", False),
+            ("random", False),
+            ("batch_hard", True),
+        ),
         n_seeds=32,
-        grids={t: dict(_grid(2000, 100, lrs, (0.05, 0.1, 0.2, 0.5, 1.0), (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF)),
-                       max_batch=4096,
-                       per_strategy={"batch_all": dict(max_batch=512), "semihard": dict(max_batch=2048),
-                                     "random": dict(max_batch=2048)})
-               for t, lrs in (("features", (0.01, 0.05, 0.2, 1.0)), ("clusters", (3e-4, 1e-3, 3e-3, 1e-2)),
-                              ("digits", (3e-4, 1e-3, 3e-3, 1e-2)))},
+        grids={
+            t: dict(
+                _grid(
+                    2000,
+                    100,
+                    lrs,
+                    (0.05, 0.1, 0.2, 0.5, 1.0),
+                    (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, _INF),
+                ),
+                max_batch=4096,
+                per_strategy={
+                    "batch_all": dict(max_batch=512),
+                    "semihard": dict(max_batch=2048),
+                    "random": dict(max_batch=2048),
+                },
+            )
+            for t, lrs in (
+                ("features", (0.01, 0.05, 0.2, 1.0)),
+                ("clusters", (3e-4, 1e-3, 3e-3, 1e-2)),
+                ("digits", (3e-4, 1e-3, 3e-3, 1e-2)),
+            )
+        },
         setup=dict(p=8, k=4, hidden=(128, 128), embed_dim=32),
-        data={"features": dict(n_classes=8, n_per_class=4), "clusters": dict(n_classes=10, cluster_size=100, dim=64),
-              "digits": {}},
+        data={
+            "features": dict(n_classes=8, n_per_class=4),
+            "clusters": dict(n_classes=10, cluster_size=100, dim=64),
+            "digits": {},
+        },
     ),
 }
 
@@ -677,9 +900,12 @@ def _group(rows, keys):
     return groups
 
 
-def collapse_phase_table(rows: Sequence[Mapping[str, Any]], *, by: Sequence[str] = ("task", "distance", "strategy", "soft",
-                                                                        "spread", "lr", "margin"),
-                confidence: float = 0.95) -> list[dict[str, Any]]:
+def collapse_phase_table(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    by: Sequence[str] = ("task", "distance", "strategy", "soft", "spread", "lr", "margin"),
+    confidence: float = 0.95,
+) -> list[dict[str, Any]]:
     r"""Collapse probability per group with Wilson and Clopper–Pearson intervals.
 
     Each output row has the ``by`` columns, ``n`` (runs), ``collapsed`` (count),
@@ -693,9 +919,17 @@ def collapse_phase_table(rows: Sequence[Mapping[str, Any]], *, by: Sequence[str]
         wl, wh = wilson_interval(k, n, confidence=confidence)
         cl, ch = clopper_pearson_interval(k, n, confidence=confidence)
         row = dict(zip(by, key))
-        row.update(n=n, collapsed=k, p=k / n, wilson_lo=float(wl), wilson_hi=float(wh), cp_lo=float(cl),
-                   cp_hi=float(ch), init_collapsed=sum(int(r["init_collapsed"] > 0.5) for r in grp),
-                   recall_at_1=float(np.mean([r["final_recall_at_1"] for r in grp])))
+        row.update(
+            n=n,
+            collapsed=k,
+            p=k / n,
+            wilson_lo=float(wl),
+            wilson_hi=float(wh),
+            cp_lo=float(cl),
+            cp_hi=float(ch),
+            init_collapsed=sum(int(r["init_collapsed"] > 0.5) for r in grp),
+            recall_at_1=float(np.mean([r["final_recall_at_1"] for r in grp])),
+        )
         out.append(row)
     return out
 
@@ -710,7 +944,9 @@ def _paired(rows, a: str, b: str):
     return [(v[a], v[b]) for v in idx.values() if a in v and b in v]
 
 
-def collapse_summary(rows: Sequence[Mapping[str, Any]], *, confidence: float = 0.95) -> dict[str, Any]:
+def collapse_summary(
+    rows: Sequence[Mapping[str, Any]], *, confidence: float = 0.95
+) -> dict[str, Any]:
     r"""Tests of the two hypotheses on finished runs.
 
     * ``gprime0``: collapse rates of the distances with :math:`g'(0) = 0`
@@ -725,16 +961,25 @@ def collapse_summary(rows: Sequence[Mapping[str, Any]], *, confidence: float = 0
     from scipy.stats import binomtest
 
     zero = {"chord_sq", "geodesic_sq", "cosine"}
-    out: dict[str, Any] = {"criterion": "mean pairwise cosine > 0.99 or effective rank < 1.5 "
-                                        "on the evaluation embeddings at the end of training",
-                           "confidence": confidence, "gprime0": [], "squared_vs_root": [], "recall": []}
-    for key, grp in sorted(_group(rows, ("task", "strategy", "soft", "spread")).items(), key=lambda kv: str(kv[0])):
+    out: dict[str, Any] = {
+        "criterion": "mean pairwise cosine > 0.99 or effective rank < 1.5 "
+        "on the evaluation embeddings at the end of training",
+        "confidence": confidence,
+        "gprime0": [],
+        "squared_vs_root": [],
+        "recall": [],
+    }
+    for key, grp in sorted(
+        _group(rows, ("task", "strategy", "soft", "spread")).items(), key=lambda kv: str(kv[0])
+    ):
         entry = dict(zip(("task", "strategy", "soft", "spread"), key))
         for tag, members in (("zero", lambda d: d in zero), ("positive", lambda d: d not in zero)):
             sel = [r for r in grp if members(r["distance"])]
             n, k = len(sel), sum(int(r["collapsed"]) for r in sel)
             lo, hi = wilson_interval(k, n, confidence=confidence)
-            entry[tag] = dict(n=n, collapsed=k, p=(k / n if n else float("nan")), lo=float(lo), hi=float(hi))
+            entry[tag] = dict(
+                n=n, collapsed=k, p=(k / n if n else float("nan")), lo=float(lo), hi=float(hi)
+            )
         out["gprime0"].append(entry)
     tasks = sorted({r["task"] for r in rows})
     for sq, root in (("chord_sq", "chord"), ("geodesic_sq", "geodesic")):
@@ -747,13 +992,31 @@ def collapse_summary(rows: Sequence[Mapping[str, Any]], *, confidence: float = 0
             only_root = sum(1 for x, y in pairs if y["collapsed"] and not x["collapsed"])
             disc = only_sq + only_root
             pval = float(binomtest(only_sq, disc, 0.5).pvalue) if disc else 1.0
-            out["squared_vs_root"].append(dict(task=task, squared=sq, root=root, pairs=len(pairs), both=both,
-                                               neither=len(pairs) - both - disc, only_squared=only_sq,
-                                               only_root=only_root, mcnemar_p=pval))
-    for key, grp in sorted(_group(rows, ("task", "strategy", "soft", "distance")).items(), key=lambda kv: str(kv[0])):
+            out["squared_vs_root"].append(
+                dict(
+                    task=task,
+                    squared=sq,
+                    root=root,
+                    pairs=len(pairs),
+                    both=both,
+                    neither=len(pairs) - both - disc,
+                    only_squared=only_sq,
+                    only_root=only_root,
+                    mcnemar_p=pval,
+                )
+            )
+    for key, grp in sorted(
+        _group(rows, ("task", "strategy", "soft", "distance")).items(), key=lambda kv: str(kv[0])
+    ):
         rec = np.array([r["final_recall_at_1"] for r in grp])
-        out["recall"].append(dict(zip(("task", "strategy", "soft", "distance"), key),
-                                  n=int(rec.size), mean=float(rec.mean()), std=float(rec.std(ddof=1)) if rec.size > 1 else 0.0))
+        out["recall"].append(
+            dict(
+                zip(("task", "strategy", "soft", "distance"), key),
+                n=int(rec.size),
+                mean=float(rec.mean()),
+                std=float(rec.std(ddof=1)) if rec.size > 1 else 0.0,
+            )
+        )
     return out
 
 
@@ -763,8 +1026,16 @@ def _write_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def run_collapse_sweep(spec: CollapseSweep | str, out_dir: str | os.PathLike, *, seed0: int = 0, dtype=None,
-              resume: bool = True, progress: bool = True, max_cells: int | None = None) -> dict[str, Any]:
+def run_collapse_sweep(
+    spec: CollapseSweep | str,
+    out_dir: str | os.PathLike,
+    *,
+    seed0: int = 0,
+    dtype=None,
+    resume: bool = True,
+    progress: bool = True,
+    max_cells: int | None = None,
+) -> dict[str, Any]:
     r"""Run a collapse sweep cell by cell, writing results incrementally to ``out_dir``.
 
     After each cell (task, strategy, soft) finishes, its rows are appended
@@ -789,7 +1060,9 @@ def run_collapse_sweep(spec: CollapseSweep | str, out_dir: str | os.PathLike, *,
         try:
             spec = COLLAPSE_PRESETS[spec]
         except KeyError:
-            raise ValueError(f"unknown preset {spec!r}; valid: {', '.join(COLLAPSE_PRESETS)}") from None
+            raise ValueError(
+                f"unknown preset {spec!r}; valid: {', '.join(COLLAPSE_PRESETS)}"
+            ) from None
     out = Path(out_dir)
     (out / "history").mkdir(parents=True, exist_ok=True)
     done_path, runs_path = out / "done.json", out / "runs.csv"
@@ -802,10 +1075,17 @@ def run_collapse_sweep(spec: CollapseSweep | str, out_dir: str | os.PathLike, *,
         for p in (done_path, runs_path):
             if p.exists():
                 p.unlink()
-    params = {"spec": spec.to_json(), "seed0": seed0, "dtype": str(jnp.dtype(dtype or jnp.result_type(float))),
-              "units": "reference: g / g'(pi/2); margins and learning rates comparable across distances"}
+    params = {
+        "spec": spec.to_json(),
+        "seed0": seed0,
+        "dtype": str(jnp.dtype(dtype or jnp.result_type(float))),
+        "units": "reference: g / g'(pi/2); margins and learning rates comparable across distances",
+    }
     write_provenance(out / "provenance.json", provenance(seed=seed0, extra=params))
-    datas = {t: make_task_data(t, seed=seed0, dtype=dtype, **dict(spec.data.get(t, {}))) for t in spec.tasks}
+    datas = {
+        t: make_task_data(t, seed=seed0, dtype=dtype, **dict(spec.data.get(t, {})))
+        for t in spec.tasks
+    }
     cells = spec.cells()
     todo = [c for c in cells if _cell_id(c) not in done]
     t_start = time.perf_counter()
@@ -822,14 +1102,31 @@ def run_collapse_sweep(spec: CollapseSweep | str, out_dir: str | os.PathLike, *,
         task, strategy, soft = cell
         g = dict(spec.grids[task])
         g.update(dict(g.get("per_strategy", {}).get(strategy, {})))
-        setup = TrainSetup(distances=tuple(spec.distances), strategy=strategy, soft=soft, steps=int(g["steps"]),
-                         eval_every=int(g["eval_every"]), **dict(spec.setup))
+        setup = TrainSetup(
+            distances=tuple(spec.distances),
+            strategy=strategy,
+            soft=soft,
+            steps=int(g["steps"]),
+            eval_every=int(g["eval_every"]),
+            **dict(spec.setup),
+        )
         t0 = time.perf_counter()
-        rows, hist = train_grid(task, setup, datas[task], seeds=seeds, lrs=g["lrs"], margins=g["margins"],
-                                spreads=g["spreads"], dtype=dtype, max_batch=g.get("max_batch"))
+        rows, hist = train_grid(
+            task,
+            setup,
+            datas[task],
+            seeds=seeds,
+            lrs=g["lrs"],
+            margins=g["margins"],
+            spreads=g["spreads"],
+            dtype=dtype,
+            max_batch=g.get("max_batch"),
+        )
         secs = time.perf_counter() - t0
         cid = _cell_id(cell)
-        rows = [dict(cell=cid, task=task, strategy=strategy, soft=soft, **r, seconds=secs) for r in rows]
+        rows = [
+            dict(cell=cid, task=task, strategy=strategy, soft=soft, **r, seconds=secs) for r in rows
+        ]
         np.savez_compressed(out / "history" / f"{cid}.npz", **hist)
         _append_csv(runs_path, rows)
         done.append(cid)
@@ -849,8 +1146,10 @@ def run_collapse_sweep(spec: CollapseSweep | str, out_dir: str | os.PathLike, *,
 
 
 def _write_tables(out: Path, rows) -> None:
-    for name, by in (("phase", ("task", "distance", "strategy", "soft", "spread", "lr", "margin")),
-                     ("phase_by_spread", ("task", "distance", "strategy", "soft", "spread"))):
+    for name, by in (
+        ("phase", ("task", "distance", "strategy", "soft", "spread", "lr", "margin")),
+        ("phase_by_spread", ("task", "distance", "strategy", "soft", "spread")),
+    ):
         table = collapse_phase_table(rows, by=by)
         tmp = out / f"{name}.csv.tmp"
         with tmp.open("w", newline="") as fh:

@@ -26,7 +26,7 @@ Format (``"format": "geotrip-certificate/1"``)
   hold in mpmath with a margin of safety (:func:`safety_margin`).
 * ``objective``, ``search``, ``provenance``: how it was found (informational, not checked).
 
-Closed forms (notation of :mod:`geotrip._gradients`)
+Closed forms (notation of :mod:`geotrip.core._gradients`)
 -----------------------------------------------------
 .. math::
    \theta(x,y) = 2\operatorname{atan2}(\|x-y\|, \|x+y\|),\qquad
@@ -76,9 +76,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -110,14 +111,37 @@ SAFETY_REL = 1e-7
 
 _DISTANCE_NAMES = ("chord_sq", "chord", "geodesic", "geodesic_sq", "cosine")
 CLAIM_NAMES = (
-    "angle_deg", "raw_angle_deg", "cos", "grad_norm_A", "grad_norm_B", "loss_A", "loss_B",
-    "slope_B_along_A", "slope_A_along_B", "z_A", "z_B", "active_disagreement", "step",
+    "angle_deg",
+    "raw_angle_deg",
+    "cos",
+    "grad_norm_A",
+    "grad_norm_B",
+    "loss_A",
+    "loss_B",
+    "slope_B_along_A",
+    "slope_A_along_B",
+    "z_A",
+    "z_B",
+    "active_disagreement",
+    "step",
 )
 _SCALAR_QUANTITIES = (
-    "angle_deg", "raw_angle_deg", "cos", "grad_norm_A", "grad_norm_B", "loss_A", "loss_B",
-    "slope_B_along_A", "slope_A_along_B", "active_disagreement", "step.delta_A", "step.delta_B",
+    "angle_deg",
+    "raw_angle_deg",
+    "cos",
+    "grad_norm_A",
+    "grad_norm_B",
+    "loss_A",
+    "loss_B",
+    "slope_B_along_A",
+    "slope_A_along_B",
+    "active_disagreement",
+    "step.delta_A",
+    "step.delta_B",
 )
-_ASSERTION = re.compile(r"^\s*([A-Za-z_][A-Za-z_.]*)\s*([<>])\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$")
+_ASSERTION = re.compile(
+    r"^\s*([A-Za-z_][A-Za-z_.]*)\s*([<>])\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$"
+)
 
 
 class CertificateError(ValueError):
@@ -264,8 +288,12 @@ class _Calc:
     def z(self, key, X=None):
         X = self.X if X is None else X
         name, m = self.dist[key], self.margin[key]
-        return [self.profile(name, self.angle(X[a], X[p])) - self.profile(name, self.angle(X[a], X[n])) + m
-                for a, p, n in self.T]
+        return [
+            self.profile(name, self.angle(X[a], X[p]))
+            - self.profile(name, self.angle(X[a], X[n]))
+            + m
+            for a, p, n in self.T
+        ]
 
     def _hinge(self, z):
         B = self.B
@@ -296,12 +324,25 @@ class _Calc:
             if riemannian:
                 wp = s * self.weight(name, self.angle(X[a], X[p]))
                 wn = s * self.weight(name, self.angle(X[a], X[n]))
-                G[a] = _add(G[a], _add(_scale(-wp, self.tangent(X[a], X[p])), _scale(wn, self.tangent(X[a], X[n]))))
+                G[a] = _add(
+                    G[a],
+                    _add(
+                        _scale(-wp, self.tangent(X[a], X[p])), _scale(wn, self.tangent(X[a], X[n]))
+                    ),
+                )
                 G[p] = _add(G[p], _scale(-wp, self.tangent(X[p], X[a])))
                 G[n] = _add(G[n], _scale(wn, self.tangent(X[n], X[a])))
             else:
-                G[a] = _add(G[a], _scale(s, _sub(self.raw_pair_grad(name, X[a], X[p]),
-                                                 self.raw_pair_grad(name, X[a], X[n]))))
+                G[a] = _add(
+                    G[a],
+                    _scale(
+                        s,
+                        _sub(
+                            self.raw_pair_grad(name, X[a], X[p]),
+                            self.raw_pair_grad(name, X[a], X[n]),
+                        ),
+                    ),
+                )
                 G[p] = _add(G[p], _scale(s, self.raw_pair_grad(name, X[p], X[a])))
                 G[n] = _add(G[n], _scale(-s, self.raw_pair_grad(name, X[n], X[a])))
         return [c for row in G for c in row]
@@ -316,9 +357,14 @@ class _Calc:
         ng = self._norm(g)
         d = len(self.X[0])
         D = [-c / ng for c in g]
-        Xs = [self._normalize([self.X[i][j] + self.B.num(size) * D[i * d + j] for j in range(d)])
-              for i in range(len(self.X))]
-        return {"delta_A": self.loss("A", Xs) - self.loss("A"), "delta_B": self.loss("B", Xs) - self.loss("B")}
+        Xs = [
+            self._normalize([self.X[i][j] + self.B.num(size) * D[i * d + j] for j in range(d)])
+            for i in range(len(self.X))
+        ]
+        return {
+            "delta_A": self.loss("A", Xs) - self.loss("A"),
+            "delta_B": self.loss("B", Xs) - self.loss("B"),
+        }
 
 
 # ----------------------------------------------------------------------------------------
@@ -350,7 +396,9 @@ def _check_schema(cert: Any) -> dict:
         raise CertificateError("a certificate must be a JSON object")
     fmt = cert.get("format")
     if fmt != CERTIFICATE_FORMAT:
-        raise CertificateError(f"unknown certificate format {fmt!r}; expected {CERTIFICATE_FORMAT!r}")
+        raise CertificateError(
+            f"unknown certificate format {fmt!r}; expected {CERTIFICATE_FORMAT!r}"
+        )
     for key in ("points", "triplets", "losses", "claims"):
         if key not in cert:
             raise CertificateError(f"missing field {key!r}")
@@ -359,18 +407,29 @@ def _check_schema(cert: Any) -> dict:
         raise CertificateError("'points' must be a non-empty list of rows")
     dim = len(pts[0])
     if dim < 2 or any(len(r) != dim for r in pts):
-        raise CertificateError(f"'points' rows must all have the same length >= 2 (first row has {dim})")
-    points = [[_decimal(c, f"points[{i}][{j}]") for j, c in enumerate(r)] for i, r in enumerate(pts)]
+        raise CertificateError(
+            f"'points' rows must all have the same length >= 2 (first row has {dim})"
+        )
+    points = [
+        [_decimal(c, f"points[{i}][{j}]") for j, c in enumerate(r)] for i, r in enumerate(pts)
+    ]
     tri = cert["triplets"]
     if not isinstance(tri, list) or not tri:
-        raise CertificateError("'triplets' must be a non-empty list of [anchor, positive, negative]")
+        raise CertificateError(
+            "'triplets' must be a non-empty list of [anchor, positive, negative]"
+        )
     triplets = []
     for k, t in enumerate(tri):
-        if (not isinstance(t, list) or len(t) != 3
-                or not all(isinstance(i, int) and not isinstance(i, bool) for i in t)):
+        if (
+            not isinstance(t, list)
+            or len(t) != 3
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in t)
+        ):
             raise CertificateError(f"triplets[{k}] must be three integer indices, got {t!r}")
         if not all(0 <= i < len(points) for i in t):
-            raise CertificateError(f"triplets[{k}] = {t} has an index outside [0, {len(points) - 1}]")
+            raise CertificateError(
+                f"triplets[{k}] = {t} has an index outside [0, {len(points) - 1}]"
+            )
         if len(set(t)) != 3:
             raise CertificateError(f"triplets[{k}] = {t} repeats a point")
         triplets.append(t)
@@ -385,14 +444,21 @@ def _check_schema(cert: Any) -> dict:
         if not isinstance(spec, dict) or "distance" not in spec or "margin" not in spec:
             raise CertificateError(f"'losses.{key}' must be an object with 'distance' and 'margin'")
         if spec["distance"] not in _DISTANCE_NAMES:
-            raise CertificateError(f"'losses.{key}.distance' is {spec['distance']!r}; valid: {', '.join(_DISTANCE_NAMES)}")
-        clean[key] = {"distance": spec["distance"], "margin": _decimal(spec["margin"], f"losses.{key}.margin")}
+            raise CertificateError(
+                f"'losses.{key}.distance' is {spec['distance']!r}; valid: {', '.join(_DISTANCE_NAMES)}"
+            )
+        clean[key] = {
+            "distance": spec["distance"],
+            "margin": _decimal(spec["margin"], f"losses.{key}.margin"),
+        }
     claims = cert["claims"]
     if not isinstance(claims, dict) or not claims:
         raise CertificateError("'claims' must be a non-empty object")
     unknown = sorted(set(claims) - set(CLAIM_NAMES))
     if unknown:
-        raise CertificateError(f"unknown claim(s) {', '.join(unknown)}; known: {', '.join(CLAIM_NAMES)}")
+        raise CertificateError(
+            f"unknown claim(s) {', '.join(unknown)}; known: {', '.join(CLAIM_NAMES)}"
+        )
     for name, v in claims.items():
         if name in ("z_A", "z_B"):
             if not isinstance(v, list) or len(v) != len(triplets):
@@ -417,14 +483,22 @@ def _check_schema(cert: Any) -> dict:
     for a in assertions:
         m = _ASSERTION.match(a)
         if not m or m.group(1) not in _SCALAR_QUANTITIES:
-            raise CertificateError(f"cannot read assertion {a!r}; expected 'QUANTITY > NUMBER' or "
-                                   f"'QUANTITY < NUMBER' with QUANTITY in {', '.join(_SCALAR_QUANTITIES)}")
+            raise CertificateError(
+                f"cannot read assertion {a!r}; expected 'QUANTITY > NUMBER' or "
+                f"'QUANTITY < NUMBER' with QUANTITY in {', '.join(_SCALAR_QUANTITIES)}"
+            )
         q = m.group(1)
         base = q.split(".")[0]
         if base not in claims:
             raise CertificateError(f"assertion {a!r} is about {q!r}, which is not among the claims")
         parsed.append((a, q, m.group(2), float(m.group(3))))
-    return {"points": points, "triplets": triplets, "losses": clean, "claims": claims, "assertions": parsed}
+    return {
+        "points": points,
+        "triplets": triplets,
+        "losses": clean,
+        "claims": claims,
+        "assertions": parsed,
+    }
 
 
 def load_certificate(path: str | Path) -> dict:
@@ -451,7 +525,14 @@ def load_certificate(path: str | Path) -> dict:
 
 def _quantities(calc: _Calc, names: set[str], step_spec: Mapping | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    need_riem = names & {"angle_deg", "cos", "grad_norm_A", "grad_norm_B", "slope_B_along_A", "slope_A_along_B"}
+    need_riem = names & {
+        "angle_deg",
+        "cos",
+        "grad_norm_A",
+        "grad_norm_B",
+        "slope_B_along_A",
+        "slope_A_along_B",
+    }
     if need_riem:
         GA, GB = calc.grads("A"), calc.grads("B")
         nA, nB = calc._norm(GA), calc._norm(GB)
@@ -471,8 +552,9 @@ def _quantities(calc: _Calc, names: set[str], step_spec: Mapping | None) -> dict
             out["raw_angle_deg"] = calc.vec_angle_deg(RA, RB)
     out["loss_A"], out["loss_B"] = calc.loss("A"), calc.loss("B")
     out["z_A"], out["z_B"] = calc.z("A"), calc.z("B")
-    out["active_disagreement"] = calc.B.num(sum(
-        int((za > 0) != (zb > 0)) for za, zb in zip(out["z_A"], out["z_B"])))
+    out["active_disagreement"] = calc.B.num(
+        sum(int((za > 0) != (zb > 0)) for za, zb in zip(out["z_A"], out["z_B"]))
+    )
     if step_spec is not None:
         st = calc.step(step_spec["along"], repr(float(step_spec["size"])))
         out["step.delta_A"], out["step.delta_B"] = st["delta_A"], st["delta_B"]
@@ -494,8 +576,11 @@ def certificate_quantities(cert: Mapping, *, backend: str = "mpmath") -> dict[st
     names = set(CLAIM_NAMES)
     step = c["claims"].get("step")
     vals = _run_backend(backend, c, names, step)
-    return {k: ([float(x) for x in v] if isinstance(v, list) else float(v)) for k, v in vals.items()
-            if not k.startswith("_")}
+    return {
+        k: ([float(x) for x in v] if isinstance(v, list) else float(v))
+        for k, v in vals.items()
+        if not k.startswith("_")
+    }
 
 
 def _run_backend(backend, c, names, step):
@@ -517,7 +602,12 @@ def _run_backend(backend, c, names, step):
 def _pair_sines(calc: _Calc):
     out = []
     for a, p, n in calc.T:
-        out.append((calc.B.sin(calc.angle(calc.X[a], calc.X[p])), calc.B.sin(calc.angle(calc.X[a], calc.X[n]))))
+        out.append(
+            (
+                calc.B.sin(calc.angle(calc.X[a], calc.X[p])),
+                calc.B.sin(calc.angle(calc.X[a], calc.X[n])),
+            )
+        )
     return out
 
 
@@ -544,8 +634,10 @@ class VerificationResult:
         if self.ok:
             ang = self.values.get("angle_deg")
             extra = f"; Riemannian gradient angle {ang:.6f} deg" if isinstance(ang, float) else ""
-            return (f"{where}certificate verified: {len(self.checked)} checks pass in float64 and in "
-                    f"mpmath at {MP_DIGITS} digits{extra}")
+            return (
+                f"{where}certificate verified: {len(self.checked)} checks pass in float64 and in "
+                f"mpmath at {MP_DIGITS} digits{extra}"
+            )
         return f"{where}certificate REJECTED: {len(self.failures)} failed check(s)"
 
 
@@ -584,8 +676,11 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
     names = set(claims)
     mp_vals = _run_backend("mpmath", c, set(CLAIM_NAMES), step)
     f64 = _run_backend("float64", c, set(CLAIM_NAMES), step)
-    res.values = {k: ([float(x) for x in v] if isinstance(v, list) and k != "_pair_sines" else float(v))
-                  for k, v in mp_vals.items() if k != "_pair_sines"}
+    res.values = {
+        k: ([float(x) for x in v] if isinstance(v, list) and k != "_pair_sines" else float(v))
+        for k, v in mp_vals.items()
+        if k != "_pair_sines"
+    }
 
     # Robust active sets.
     zA, zB = mp_vals["z_A"], mp_vals["z_B"]
@@ -593,34 +688,44 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
         for tag, zs in (("A", zA), ("B", zB)):
             for k, zk in enumerate(zs):
                 if abs(zk) < HINGE_TOL:
-                    fail(f"triplet {k} is on the hinge boundary of loss {tag} "
-                         f"(z = {float(zk):.3e}, |z| < {HINGE_TOL:g}): not certifiable")
+                    fail(
+                        f"triplet {k} is on the hinge boundary of loss {tag} "
+                        f"(z = {float(zk):.3e}, |z| < {HINGE_TOL:g}): not certifiable"
+                    )
     for k, ((sp, sn), za, zb) in enumerate(zip(mp_vals["_pair_sines"], zA, zB)):
         if c["losses"]["soft"] or za > 0 or zb > 0:
             for pair, sv in (("anchor-positive", sp), ("anchor-negative", sn)):
                 if sv < PAIR_TOL:
-                    fail(f"triplet {k}: the {pair} pair is (nearly) coincident or antipodal "
-                         f"(sin(theta) = {float(sv):.3e} < {PAIR_TOL:g}): not certifiable")
+                    fail(
+                        f"triplet {k}: the {pair} pair is (nearly) coincident or antipodal "
+                        f"(sin(theta) = {float(sv):.3e} < {PAIR_TOL:g}): not certifiable"
+                    )
     for tag in ("A", "B"):
         gname = f"grad_norm_{tag}"
         uses = names & {"angle_deg", "cos", "slope_B_along_A", "slope_A_along_B"}
         if step is not None and step["along"] == tag:
             uses.add("step")
         if gname in mp_vals and mp_vals[gname] < GRAD_TOL and uses:
-            fail(f"the Riemannian gradient of loss {tag} vanishes (norm {float(mp_vals[gname]):.3e}); "
-                 f"angles and slopes are undefined")
+            fail(
+                f"the Riemannian gradient of loss {tag} vanishes (norm {float(mp_vals[gname]):.3e}); "
+                f"angles and slopes are undefined"
+            )
 
     # Claimed values.
     def compare(label, claimed, exact, approx):
         if exact is None:
-            fail(f"{label}: claimed {claimed!r} but the quantity is undefined for this configuration")
+            fail(
+                f"{label}: claimed {claimed!r} but the quantity is undefined for this configuration"
+            )
             return
         e, a = float(exact), float(approx) if approx is not None else float("nan")
         if not abs(a - e) <= _tol(e):
             fail(f"{label}: ill-conditioned, float64 gives {a!r} but 50-digit mpmath gives {e!r}")
         if not abs(float(claimed) - e) <= _tol(e):
-            fail(f"{label}: claimed {float(claimed)!r}, recomputed {e!r} (mpmath, {MP_DIGITS} digits) "
-                 f"and {a!r} (float64); tolerance {_tol(e):.1e}")
+            fail(
+                f"{label}: claimed {float(claimed)!r}, recomputed {e!r} (mpmath, {MP_DIGITS} digits) "
+                f"and {a!r} (float64); tolerance {_tol(e):.1e}"
+            )
         else:
             good(f"{label} = {e!r}")
 
@@ -630,8 +735,12 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
                 compare(f"{name}[{k}]", cz, ez, az)
         elif name == "step":
             for f in ("delta_A", "delta_B"):
-                compare(f"step.{f} (size {claimed['size']:g} along {claimed['along']})", claimed[f],
-                        mp_vals[f"step.{f}"], f64.get(f"step.{f}"))
+                compare(
+                    f"step.{f} (size {claimed['size']:g} along {claimed['along']})",
+                    claimed[f],
+                    mp_vals[f"step.{f}"],
+                    f64.get(f"step.{f}"),
+                )
         else:
             compare(name, claimed, mp_vals.get(name), f64.get(name))
 
@@ -647,7 +756,9 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
         if gap <= 0:
             fail(f"assertion {text!r} is false: {q} = {float(v)!r} (mpmath, {MP_DIGITS} digits)")
         elif gap < margin or gap64 < margin:
-            fail(f"assertion {text!r} holds by only {gap:.3e} (< safety margin {margin:.1e}): not certifiable")
+            fail(
+                f"assertion {text!r} holds by only {gap:.3e} (< safety margin {margin:.1e}): not certifiable"
+            )
         else:
             good(f"assertion {text!r} holds by {gap:.3e} (safety margin {margin:.1e})")
     res.ok = not res.failures
@@ -709,13 +820,22 @@ def write_certificate(
         "points": [[str(c) for c in row] for row in points],
         "normalization": "each point is its decimal row divided by the row's exact Euclidean norm",
         "triplets": [[int(i) for i in t] for t in triplets],
-        "losses": {"A": dict(losses["A"]), "B": dict(losses["B"]), "soft": bool(losses.get("soft", False))},
+        "losses": {
+            "A": dict(losses["A"]),
+            "B": dict(losses["B"]),
+            "soft": bool(losses.get("soft", False)),
+        },
         "claims": _plain(dict(claims)),
         "assertions": list(assertions),
         "verification": {
-            "tolerance_rel": REL_TOL, "hinge_tol": HINGE_TOL, "pair_tol": PAIR_TOL, "grad_tol": GRAD_TOL,
-            "safety_abs": SAFETY_ABS, "safety_rel": SAFETY_REL, "mp_digits": MP_DIGITS,
-            "note": "thresholds of geotrip._certificates; values here are informational",
+            "tolerance_rel": REL_TOL,
+            "hinge_tol": HINGE_TOL,
+            "pair_tol": PAIR_TOL,
+            "grad_tol": GRAD_TOL,
+            "safety_abs": SAFETY_ABS,
+            "safety_rel": SAFETY_REL,
+            "mp_digits": MP_DIGITS,
+            "note": "thresholds of geotrip.search.certificates; values here are informational",
         },
         "objective": _plain(dict(objective or {})),
         "search": _plain(dict(search or {})),

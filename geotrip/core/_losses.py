@@ -18,8 +18,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ._distances import Distance, lookup_distance
-from ._validate import check_points, check_same_shape, check_triplets
+from .._validate import check_points, check_same_shape, check_triplets
+from ._distances import Distance
+from ._distances import distance as get_distance
 
 __all__ = ["triplet_loss", "batch_loss", "hinge", "hinge_slope"]
 
@@ -79,7 +80,7 @@ def triplet_loss(
     .. math:: \ell(a,p,n) = \max\big(0,\; d(a,p) - d(a,n) + m\big)
 
     or :math:`\log(1 + \exp(\cdot))` of the same with ``soft=True``. The distance is
-    evaluated in its ambient form (see :mod:`geotrip._distances`), so ``jax.grad``
+    evaluated in its ambient form (see :mod:`geotrip.core._distances`), so ``jax.grad``
     gives the raw (Euclidean) gradient; project it with
     :func:`geotrip.project_tangent` or use :func:`geotrip.triplet_grads`.
 
@@ -100,7 +101,7 @@ def triplet_loss(
       ValueError: on mismatched shapes, non-finite values, non-unit rows (checked
         outside ``jit``), or an unknown distance name.
     """
-    dist = lookup_distance(distance)
+    dist = get_distance(distance)
     a, p, n = check_triplet_inputs(a, p, n)
     return _triplet_loss(a, p, n, dist, margin, soft)
 
@@ -119,7 +120,9 @@ def check_batch_inputs(X, triplets, mask=None):
     if mask is not None:
         mask = jnp.asarray(mask)
         if mask.shape != (t.shape[0],):
-            raise ValueError(f"mask must have shape ({t.shape[0]},) (one entry per triplet), got {mask.shape}")
+            raise ValueError(
+                f"mask must have shape ({t.shape[0]},) (one entry per triplet), got {mask.shape}"
+            )
     return X, t, mask
 
 
@@ -133,7 +136,9 @@ def _batch_loss(X, t, dist, margin, soft, mask, reduction):
         return per
     if reduction == "sum":
         return jnp.sum(per)
-    count = jnp.asarray(per.shape[0], per.dtype) if mask is None else jnp.sum(mask.astype(per.dtype))
+    count = (
+        jnp.asarray(per.shape[0], per.dtype) if mask is None else jnp.sum(mask.astype(per.dtype))
+    )
     return jnp.sum(per) / jnp.maximum(count, jnp.ones_like(count))
 
 
@@ -171,6 +176,6 @@ def batch_loss(
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(_REDUCTIONS)}")
-    dist = lookup_distance(distance)
+    dist = get_distance(distance)
     X, t, mask = check_batch_inputs(X, triplets, mask)
     return _batch_loss(X, t, dist, margin, soft, mask, reduction)

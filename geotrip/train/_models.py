@@ -20,21 +20,18 @@ collapse.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
-from ._geometry import normalize, safe_norm
-from ._validate import as_float_array
+from .._numerics import float_dtype
+from .._validate import as_float_array
+from ..core._geometry import normalize, safe_norm
 
 __all__ = ["init_mlp", "mlp_features", "mlp_embed", "cap_last_layer", "init_features"]
 
 Array = jax.Array
-
-
-def _float_dtype(dtype):
-    return jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
 
 
 def init_mlp(key: Array, sizes: Sequence[int], *, dtype=None) -> list[dict[str, Array]]:
@@ -53,8 +50,10 @@ def init_mlp(key: Array, sizes: Sequence[int], *, dtype=None) -> list[dict[str, 
     """
     sizes = tuple(sizes)
     if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
-        raise ValueError(f"sizes must be at least two positive integers (d_in, ..., d_out), got {sizes!r}")
-    dtype = _float_dtype(dtype)
+        raise ValueError(
+            f"sizes must be at least two positive integers (d_in, ..., d_out), got {sizes!r}"
+        )
+    dtype = float_dtype(dtype)
     keys = jax.random.split(key, len(sizes) - 1)
     params = []
     for i, (k, fi, fo) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
@@ -92,8 +91,9 @@ def mlp_embed(params: list[dict[str, Array]], x: Array) -> Array:
     return normalize(mlp_features(params, x))
 
 
-def cap_last_layer(params: list[dict[str, Array]], x_ref: Array, spread: Array | float, *,
-                   key: Array) -> list[dict[str, Array]]:
+def cap_last_layer(
+    params: list[dict[str, Array]], x_ref: Array, spread: Array | float, *, key: Array
+) -> list[dict[str, Array]]:
     r"""Rescale the last layer so that the embeddings of ``x_ref`` lie in a cap of radius ``spread``.
 
     With a random unit centre :math:`c` (from ``key``), the last layer becomes
@@ -157,7 +157,7 @@ def init_features(key: Array, n: int, dim: int, spread: Array | float, *, dtype=
     """
     if not isinstance(dim, int) or dim < 2:
         raise ValueError(f"dim must be an integer >= 2, got {dim!r}")
-    dtype = _float_dtype(dtype)
+    dtype = float_dtype(dtype)
     spread = jnp.asarray(spread, dtype)
     kc, kv, ku, kg = jax.random.split(key, 4)
     c = normalize(jax.random.normal(kc, (dim,), dtype))

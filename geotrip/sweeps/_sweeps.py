@@ -43,20 +43,22 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._configs import clustered_batch, rotated_triplet, spherical_cap, uniform_sphere
-from ._distances import DISTANCES, Distance, lookup_distance
-from ._geometry import _safe_sqrt as _sqrt0, project_tangent
-from ._gradients import _masked_angle, _pair, _raw_triplet_grads, gradient_angles
-from ._losses import check_triplet_inputs, hinge_slope
-from ._mining import mine_triplets
+from .._numerics import safe_sqrt as _sqrt0
+from ..core._distances import DISTANCES, Distance
+from ..core._distances import distance as get_distance
+from ..core._gradients import _masked_angle, _pair, _raw_triplet_grads, gradient_angles
+from ..core._losses import check_triplet_inputs, hinge_slope
+from ..core._mining import mine_triplets
+from ..core._samplers import clustered_batch, rotated_triplet, spherical_cap, uniform_sphere
 
 __all__ = [
     "gradient_angles_closed_form",
@@ -112,10 +114,14 @@ class _Basis:
         self.sp, self.sn = sp, sn
 
     def dot(self, c, e):
-        return (c[0] * e[0] + self.g11 * c[1] * e[1] + self.g22 * c[2] * e[2]
-                + self.g01 * (c[0] * e[1] + c[1] * e[0])
-                + self.g02 * (c[0] * e[2] + c[2] * e[0])
-                + self.g12 * (c[1] * e[2] + c[2] * e[1]))
+        return (
+            c[0] * e[0]
+            + self.g11 * c[1] * e[1]
+            + self.g22 * c[2] * e[2]
+            + self.g01 * (c[0] * e[1] + c[1] * e[0])
+            + self.g02 * (c[0] * e[2] + c[2] * e[0])
+            + self.g12 * (c[1] * e[2] + c[2] * e[1])
+        )
 
     def sq(self, c):
         return jnp.maximum(self.dot(c, c), jnp.zeros_like(self.g11))
@@ -129,14 +135,29 @@ def _gram_sums(a, p, n):
     """The eight sums of one pass; returns the basis and (theta_ap, theta_an)."""
     dm_p, dp_p = p - a, p + a
     dm_n, dp_n = n - a, n + a
-    prods = (dm_p * dm_p, dp_p * dp_p, dm_n * dm_n, dp_n * dp_n,
-             dm_p * dm_n, dm_p * dp_n, dp_p * dm_n, dp_p * dp_n,
-             a * dm_p, a * dp_p, a * dm_n, a * dp_n)
+    prods = (
+        dm_p * dm_p,
+        dp_p * dp_p,
+        dm_n * dm_n,
+        dp_n * dp_n,
+        dm_p * dm_n,
+        dm_p * dp_n,
+        dp_p * dm_n,
+        dp_p * dp_n,
+        a * dm_p,
+        a * dp_p,
+        a * dm_n,
+        a * dp_n,
+    )
     # One variadic reduction: XLA fuses the twelve sums into a single pass over a, p, n
     # (separate jnp.sum calls materialise the differences and read them repeatedly).
     zero = jnp.zeros((), prods[0].dtype)
-    sums = jax.lax.reduce(prods, (zero,) * len(prods), lambda x, y: tuple(u + v for u, v in zip(x, y)),
-                          (prods[0].ndim - 1,))
+    sums = jax.lax.reduce(
+        prods,
+        (zero,) * len(prods),
+        lambda x, y: tuple(u + v for u, v in zip(x, y)),
+        (prods[0].ndim - 1,),
+    )
     qmp, qpp, qmn, qpn, cmm, cmp_, cpm, cpp, amp, app, amn, apn = sums
     pos_p = qmp <= qpp
     pos_n = qmn <= qpn
@@ -159,8 +180,12 @@ def _gram_sums(a, p, n):
     B = _Basis(g11, g22, g12, sp, sn)
     # Kahan: theta = 2 atan2(|a - x|, |a + x|); with sigma = +1, |a - x|^2 = g, |a + x|^2 = 4 - g.
     four = 4 * one
-    t_ap = 2 * jnp.arctan2(_sqrt0(jnp.where(pos_p, qmp, four - qpp)), _sqrt0(jnp.where(pos_p, four - qmp, qpp)))
-    t_an = 2 * jnp.arctan2(_sqrt0(jnp.where(pos_n, qmn, four - qpn)), _sqrt0(jnp.where(pos_n, four - qmn, qpn)))
+    t_ap = 2 * jnp.arctan2(
+        _sqrt0(jnp.where(pos_p, qmp, four - qpp)), _sqrt0(jnp.where(pos_p, four - qmp, qpp))
+    )
+    t_an = 2 * jnp.arctan2(
+        _sqrt0(jnp.where(pos_n, qmn, four - qpn)), _sqrt0(jnp.where(pos_n, four - qmn, qpn))
+    )
     return B, t_ap, t_an
 
 
@@ -192,11 +217,17 @@ def _coef_grads(B, t_ap, t_an, dist: Distance, margin, soft, dirs):
     if dist.name in ("geodesic", "geodesic_sq"):
         raw = riem
     elif dist.name == "chord_sq":
-        raw = (_scale(2 * s, _vec(B.sn - B.sp, -one, one)), _scale(2 * s, _vec(B.sp - one, one, zero)),
-               _scale(2 * s, _vec(one - B.sn, zero, -one)))
+        raw = (
+            _scale(2 * s, _vec(B.sn - B.sp, -one, one)),
+            _scale(2 * s, _vec(B.sp - one, one, zero)),
+            _scale(2 * s, _vec(one - B.sn, zero, -one)),
+        )
     elif dist.name == "cosine":
-        raw = (_scale(s, _vec(B.sn - B.sp, -one, one)), _scale(s, _vec(-one, zero, zero)),
-               _scale(s, _vec(one, zero, zero)))
+        raw = (
+            _scale(s, _vec(B.sn - B.sp, -one, one)),
+            _scale(s, _vec(-one, zero, zero)),
+            _scale(s, _vec(one, zero, zero)),
+        )
     elif dist.name == "chord":
         e_ap = _div0(_vec(one - B.sp, -one, zero), 2 * jnp.sin(t_ap / 2))  # (a - p)/|a - p|
         e_an = _div0(_vec(one - B.sn, zero, -one), 2 * jnp.sin(t_an / 2))  # (a - n)/|a - n|
@@ -246,7 +277,7 @@ def gradient_angles_closed_form(
       The dict of :func:`geotrip.gradient_angles` (angles in radians, NaN where
       undefined, ``defined/...`` masks, ``active/A``, ``active/B``).
     """
-    dA, dB = (lookup_distance(d) for d in _pair(distances, "distances"))
+    dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
     mA, mB = _pair(margins, "margins")
     a, p, n = check_triplet_inputs(a, p, n)
     return _closed_form(a, p, n, dA, dB, mA, mB, soft)
@@ -273,7 +304,9 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK):
             x = jnp.concatenate([x, jnp.broadcast_to(x[:1], (pad, d))], axis=0)
         return x.reshape(nb, block, d)
 
-    out = jax.lax.map(lambda t: _closed_form_flat(*t, dA, dB, mA, mB, soft), (prep(a), prep(p), prep(n)))
+    out = jax.lax.map(
+        lambda t: _closed_form_flat(*t, dA, dB, mA, mB, soft), (prep(a), prep(p), prep(n))
+    )
     return {k: v.reshape(nb * block)[:size].reshape(lead) for k, v in out.items()}
 
 
@@ -354,8 +387,12 @@ def _run_chunk(key, start, *, fn, size, mesh):
         return _tiles(key, idx, fn)
     from jax.sharding import PartitionSpec as P
 
-    f = _shard_map()(lambda k, i: _tiles(k, i, fn), mesh=mesh, in_specs=(P(), P("configs")),
-                     out_specs=P("configs"))
+    f = _shard_map()(
+        lambda k, i: _tiles(k, i, fn),
+        mesh=mesh,
+        in_specs=(P(), P("configs")),
+        out_specs=P("configs"),
+    )
     return f(key, idx)
 
 
@@ -443,17 +480,34 @@ SWEEP_FAMILIES: Mapping[str, _Family] = {
     f.name: f
     for f in (
         _Family("uniform", "a, p, n i.i.d. uniform on the sphere", {}),
-        _Family("parametric", "theta_ap, theta_an, psi uniform in [lo, hi] (radians), random frame",
-                {"theta_ap": (0.0, math.pi), "theta_an": (0.0, math.pi), "psi": (0.0, math.pi)}),
-        _Family("cap", "a, p, n uniform in a spherical cap of angular radius `radius` (collapsed start)",
-                {"radius": 0.1}),
-        _Family("near_coincident", "p at angle `eps` from a, n uniform (psi, theta_an random)",
-                {"eps": 1e-6}),
+        _Family(
+            "parametric",
+            "theta_ap, theta_an, psi uniform in [lo, hi] (radians), random frame",
+            {"theta_ap": (0.0, math.pi), "theta_an": (0.0, math.pi), "psi": (0.0, math.pi)},
+        ),
+        _Family(
+            "cap",
+            "a, p, n uniform in a spherical cap of angular radius `radius` (collapsed start)",
+            {"radius": 0.1},
+        ),
+        _Family(
+            "near_coincident",
+            "p at angle `eps` from a, n uniform (psi, theta_an random)",
+            {"eps": 1e-6},
+        ),
         _Family("near_antipodal", "p at angle pi - `eps` from a, n uniform", {"eps": 1e-6}),
-        _Family("clustered", "one triplet mined by `strategy` from a clustered PK batch "
-                "(n_classes x per_class, vMF `concentration`)",
-                {"strategy": "batch_hard", "n_classes": 8, "per_class": 4, "concentration": None,
-                 "within_angle": 0.7}),
+        _Family(
+            "clustered",
+            "one triplet mined by `strategy` from a clustered PK batch "
+            "(n_classes x per_class, vMF `concentration`)",
+            {
+                "strategy": "batch_hard",
+                "n_classes": 8,
+                "per_class": 4,
+                "concentration": None,
+                "within_angle": 0.7,
+            },
+        ),
     )
 }
 """Named configuration families for :func:`family_sampler` and ``geotrip sweep``."""
@@ -466,12 +520,16 @@ def _family_params(name, params):
     params = dict(params or {})
     unknown = sorted(set(params) - set(spec.params))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for family {name!r}; "
-                         f"valid: {', '.join(spec.params) or '(none)'}")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for family {name!r}; "
+            f"valid: {', '.join(spec.params) or '(none)'}"
+        )
     return {**spec.params, **params}
 
 
-def family_sampler(name: str, *, dim: int, dtype=None, **params) -> Callable[[Array], tuple[Array, Array, Array]]:
+def family_sampler(
+    name: str, *, dim: int, dtype=None, **params
+) -> Callable[[Array], tuple[Array, Array, Array]]:
     r"""A function ``key -> (a, p, n)`` drawing one triplet of the named family.
 
     Families (:data:`SWEEP_FAMILIES`) and their parameters:
@@ -544,10 +602,12 @@ def family_sampler(name: str, *, dim: int, dtype=None, **params) -> Callable[[Ar
         return sample
     # clustered
     strategy = p["strategy"]
-    from ._mining import MINING_STRATEGIES, num_mined
+    from ..core._mining import MINING_STRATEGIES
 
     if strategy not in MINING_STRATEGIES:
-        raise ValueError(f"unknown mining strategy {strategy!r}; valid: {', '.join(MINING_STRATEGIES)}")
+        raise ValueError(
+            f"unknown mining strategy {strategy!r}; valid: {', '.join(MINING_STRATEGIES)}"
+        )
     K, m = int(p["n_classes"]), int(p["per_class"])
     if K < 2 or m < 2:
         raise ValueError(f"clustered family needs n_classes >= 2 and per_class >= 2, got {K}, {m}")
@@ -558,7 +618,9 @@ def family_sampler(name: str, *, dim: int, dtype=None, **params) -> Callable[[Ar
 
     def sample(key):
         kb, km, kc = jax.random.split(key, 3)
-        X, y = clustered_batch(kb, n_classes=K, per_class=m, dim=dim, concentration=kappa, dtype=dtype)
+        X, y = clustered_batch(
+            kb, n_classes=K, per_class=m, dim=dim, concentration=kappa, dtype=dtype
+        )
         t, ok = mine_triplets(X, y, strategy=strategy, distance="chord_sq", margin=0.2, key=km)
         # one valid triplet uniformly at random (Gumbel trick); placeholders never win if any is valid
         g = jax.random.gumbel(kc, ok.shape, dtype)
@@ -569,8 +631,14 @@ def family_sampler(name: str, *, dim: int, dtype=None, **params) -> Callable[[Ar
     return sample
 
 
-def triplet_metric(sampler, *, distances=("chord_sq", "geodesic"), margins=(0.2, 0.2), soft=False,
-                   method: str = "closed_form") -> Callable[[Array], dict[str, Array]]:
+def triplet_metric(
+    sampler,
+    *,
+    distances=("chord_sq", "geodesic"),
+    margins=(0.2, 0.2),
+    soft=False,
+    method: str = "closed_form",
+) -> Callable[[Array], dict[str, Array]]:
     r"""Per-configuration metric ``key -> dict``: gradient angles (radians), activities,
     and the configuration's :math:`(\theta_{ap}, \theta_{an})`.
 
@@ -579,7 +647,7 @@ def triplet_metric(sampler, *, distances=("chord_sq", "geodesic"), margins=(0.2,
     """
     if method not in ("closed_form", "autodiff"):
         raise ValueError(f"method must be 'closed_form' or 'autodiff', got {method!r}")
-    dA, dB = (lookup_distance(d) for d in _pair(distances, "distances"))
+    dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
     mA, mB = _pair(margins, "margins")
 
     def fn(key):
@@ -588,7 +656,7 @@ def triplet_metric(sampler, *, distances=("chord_sq", "geodesic"), margins=(0.2,
             out = _closed_form(a, p, n, dA, dB, mA, mB, soft)
         else:
             out = gradient_angles(a, p, n, distances=(dA, dB), margins=(mA, mB), soft=soft)
-        from ._geometry import angle
+        from ..core._geometry import angle
 
         out["config/theta_ap"] = angle(a, p)
         out["config/theta_an"] = angle(a, n)
@@ -625,18 +693,34 @@ def summarize(results: Mapping[str, np.ndarray], *, bins_deg: int = 36) -> dict[
         if k.startswith(("raw/", "riemannian/")):
             ok = np.asarray(results.get(f"defined/{k}", np.isfinite(v)))
             deg = np.degrees(v[ok].astype(np.float64))
-            entry: dict[str, Any] = {"count": int(ok.sum()), "defined_share": float(ok.mean()), "unit": "degree"}
+            entry: dict[str, Any] = {
+                "count": int(ok.sum()),
+                "defined_share": float(ok.mean()),
+                "unit": "degree",
+            }
             if deg.size:
                 entry["mean"] = float(deg.mean())
-                entry["quantiles"] = {f"{q:g}": float(x) for q, x in zip(_QUANTILES, np.quantile(deg, _QUANTILES))}
-                entry["share_above"] = {f"{t:g}": float((deg > t).mean()) for t in ANGLE_THRESHOLDS_DEG}
-            entry["histogram"] = {"edges": edges.tolist(), "counts": np.histogram(deg, edges)[0].tolist()}
+                entry["quantiles"] = {
+                    f"{q:g}": float(x) for q, x in zip(_QUANTILES, np.quantile(deg, _QUANTILES))
+                }
+                entry["share_above"] = {
+                    f"{t:g}": float((deg > t).mean()) for t in ANGLE_THRESHOLDS_DEG
+                }
+            entry["histogram"] = {
+                "edges": edges.tolist(),
+                "counts": np.histogram(deg, edges)[0].tolist(),
+            }
             out[k] = entry
         else:
             fin = v[np.isfinite(v)].astype(np.float64)
-            out[k] = {"mean": float(fin.mean()) if fin.size else None,
-                      "quantiles": {f"{q:g}": float(x) for q, x in zip(_QUANTILES, np.quantile(fin, _QUANTILES))}
-                      if fin.size else {}}
+            out[k] = {
+                "mean": float(fin.mean()) if fin.size else None,
+                "quantiles": {
+                    f"{q:g}": float(x) for q, x in zip(_QUANTILES, np.quantile(fin, _QUANTILES))
+                }
+                if fin.size
+                else {},
+            }
     return out
 
 
@@ -666,7 +750,7 @@ def run_sweep(
     Returns:
       The summary dict (also written to ``out/summary.json`` when ``out`` is given).
     """
-    from ._provenance import provenance
+    from .._provenance import provenance
 
     if not isinstance(samples, (int, np.integer)) or samples < 1:
         raise ValueError(f"samples must be a positive integer, got {samples!r}")
@@ -674,11 +758,17 @@ def run_sweep(
         raise ValueError(f"seed must be >= 0, got {seed}")
     merged = _family_params(family, params)
     key = jax.random.key(seed)
-    summary: dict[str, Any] = {"family": family, "description": SWEEP_FAMILIES[family].description,
-                               "distances": [lookup_distance(d).name for d in distances],
-                               "margins": [float(m) for m in margins], "soft": soft,
-                               "params": {k: v for k, v in merged.items()}, "samples": int(samples),
-                               "seed": int(seed), "by_dim": {}}
+    summary: dict[str, Any] = {
+        "family": family,
+        "description": SWEEP_FAMILIES[family].description,
+        "distances": [get_distance(d).name for d in distances],
+        "margins": [float(m) for m in margins],
+        "soft": soft,
+        "params": {k: v for k, v in merged.items()},
+        "samples": int(samples),
+        "seed": int(seed),
+        "by_dim": {},
+    }
     outdir = Path(out) if out is not None else None
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -686,7 +776,13 @@ def run_sweep(
         sampler = family_sampler(family, dim=int(d), dtype=dtype, **(params or {}))
         fn = triplet_metric(sampler, distances=distances, margins=margins, soft=soft, method=method)
         t0 = time.perf_counter()
-        res = sweep(fn, samples, key=jax.random.fold_in(key, int(d)), chunk_size=chunk_size, progress=progress)
+        res = sweep(
+            fn,
+            samples,
+            key=jax.random.fold_in(key, int(d)),
+            chunk_size=chunk_size,
+            progress=progress,
+        )
         dt = time.perf_counter() - t0
         s = summarize(res)
         s["seconds"] = dt
@@ -694,8 +790,15 @@ def run_sweep(
         summary["by_dim"][str(int(d))] = s
         if outdir is not None and save_arrays:
             np.savez_compressed(outdir / f"arrays_d{int(d)}.npz", **res)
-    summary["provenance"] = provenance(seed=seed, extra={"family": family, "dims": [int(d) for d in dims],
-                                                         "chunk_size": chunk_size, "method": method})
+    summary["provenance"] = provenance(
+        seed=seed,
+        extra={
+            "family": family,
+            "dims": [int(d) for d in dims],
+            "chunk_size": chunk_size,
+            "method": method,
+        },
+    )
     if outdir is not None:
         (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -29,13 +29,13 @@ how much.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ._distances import Distance, lookup_distance
+from ..core._distances import Distance
+from ..core._distances import distance as get_distance
 
 __all__ = ["MATCHING_RULES", "match_margin", "active_set_disagreement"]
 
@@ -89,7 +89,7 @@ def match_margin(
     """
     if rule not in MATCHING_RULES:
         raise ValueError(f"unknown matching rule {rule!r}; valid: {', '.join(MATCHING_RULES)}")
-    A, B = lookup_distance(source), lookup_distance(target)
+    A, B = get_distance(source), get_distance(target)
     m = jnp.asarray(margin)
     if not jnp.issubdtype(m.dtype, jnp.floating):
         m = m.astype(jnp.result_type(float))
@@ -101,7 +101,9 @@ def match_margin(
         if rule == "slope":
             wa = A.weight(t)
             if float(wa) == 0:
-                raise ValueError(f"{A.name} has zero slope at theta_ref={tr}; pick another reference angle")
+                raise ValueError(
+                    f"{A.name} has zero slope at theta_ref={tr}; pick another reference angle"
+                )
             return m * B.weight(t) / wa
         target_value = A.profile(t) + m
         ts = _inverse_profile(A, jnp.broadcast_to(target_value, m.shape).astype(m.dtype))
@@ -111,7 +113,9 @@ def match_margin(
     tap = jnp.asarray(theta_ap)
     tan = jnp.asarray(theta_an)
     if tap.shape != tan.shape or tap.size == 0:
-        raise ValueError(f"theta_ap and theta_an must be non-empty and of one shape, got {tap.shape}, {tan.shape}")
+        raise ValueError(
+            f"theta_ap and theta_an must be non-empty and of one shape, got {tap.shape}, {tan.shape}"
+        )
     dA = (A.profile(tan) - A.profile(tap)).reshape(-1)
     dB = jnp.sort((B.profile(tan) - B.profile(tap)).reshape(-1))
     N = dB.shape[0]
@@ -154,7 +158,7 @@ def active_set_disagreement(
         raise ValueError(f"distances must be a pair (A, B), got {distances!r}")
     if isinstance(margins, (str, Distance)) or len(margins) != 2:
         raise ValueError(f"margins must be a pair (m_A, m_B), got {margins!r}")
-    A, B = (lookup_distance(d) for d in distances)
+    A, B = (get_distance(d) for d in distances)
     tap, tan = jnp.asarray(theta_ap), jnp.asarray(theta_an)
     if tap.shape != tan.shape:
         raise ValueError(f"theta_ap and theta_an must have one shape, got {tap.shape}, {tan.shape}")
