@@ -118,6 +118,7 @@ def check_triplets(triplets: Any, n_points: int, name: str = "triplets") -> jax.
         lo, hi = int(host.min()), int(host.max())
         if lo < 0 or hi >= n_points:
             raise ValueError(
-                f"{name} has indices in [{lo}, {hi}], outside [0, {n_points - 1}] for {n_points} points"
+                f"{name} has indices in [{lo}, {hi}], outside [0, {n_points - 1}] "
+                f"for {n_points} points"
             )
     return t

@@ -70,7 +70,7 @@ def test_autodiff_closed_form_and_finite_differences_agree(name, soft):
 
 
 def test_gradients_at_the_hinge_boundary():
-    """On the boundary z = 0 the hinge gradient is 0 (convention); just inside it matches the closed form."""
+    """On the boundary z = 0 the hinge gradient is 0 (convention); inside, the closed form."""
     a, p, n = gt.parametric_triplet(0.8, 1.1, 1.0, dim=4)
     for name in NAMES:
         d = gt.distance(name)
@@ -207,7 +207,9 @@ def test_inactive_hinge_gives_nan_with_mask():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_single_triplet_joint_angle_with_geodesic_is_acute(name):
-    """Theorem (geotrip.core._gradients): <G_A, G_geo> = s s' (w_p + w_n)(2 - cos psi) > 0; angle <= 60 deg."""
+    """Theorem (geotrip.core._gradients): <G_A, G_geo> = s s' (w_p + w_n)(2 - cos psi) > 0.
+
+    Hence the angle is at most 60 deg."""
     key = jax.random.key(21)
     k1, k2 = jax.random.split(key)
     tp, tn = jax.random.uniform(k1, (2, 4000), minval=1e-3, maxval=np.pi - 1e-3)

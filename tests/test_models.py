@@ -25,7 +25,8 @@ def test_mlp_shapes_unit_and_dtype():
 
 
 def test_mlp_gradient_is_riemannian_through_normalisation():
-    # d loss / d z equals (I - f f^T) dL/df / |z| (checked through the last bias, whose gradient is dL/dz)
+    # d loss / d z equals (I - f f^T) dL/df / |z|
+    # (checked through the last bias, whose gradient is dL/dz)
     params = gt.init_mlp(jax.random.key(1), (6, 8, 5))
     x = _x(1)[0]
     v = jnp.asarray(np.random.default_rng(5).normal(size=5))

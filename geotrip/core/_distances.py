@@ -122,7 +122,8 @@ class Distance:
 
     @functools.cached_property
     def weight_at_zero(self) -> float:
-        """:math:`g'(0)`: 0 for ``chord_sq``, ``geodesic_sq``, ``cosine``; 1 for ``chord``, ``geodesic``."""
+        """:math:`g'(0)`: 0 for ``chord_sq``, ``geodesic_sq``, ``cosine``; 1 for ``chord``,
+        ``geodesic``."""
         return self.weight_at(0.0)
 
     @functools.cached_property

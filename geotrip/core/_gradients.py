@@ -399,7 +399,9 @@ def descent_disagreement(
 
 
 def normalize_vjp(z: Array, cotangent: Array) -> Array:
-    r"""Back-propagate ``cotangent`` (:math:`\partial L/\partial f`) through :math:`f = z/\|z\|`, by autodiff.
+    r"""Back-propagate ``cotangent`` (:math:`\partial L/\partial f`) through :math:`f = z/\|z\|`.
+
+    Computed by autodiff (``jax.vjp`` of :func:`geotrip.normalize`).
 
     A network whose last layer is L2 normalisation receives
     :math:`\partial L/\partial z = (I - f f^\top)\,\partial L/\partial f\,/\,\|z\|`:
@@ -421,7 +423,9 @@ def normalize_vjp(z: Array, cotangent: Array) -> Array:
 
 
 def normalize_vjp_closed_form(z: Array, cotangent: Array) -> Array:
-    r"""The closed form :math:`(I - f f^\top)\,v / \|z\|` with :math:`f = z/\|z\|` (0 at ``z = 0``)."""
+    r"""The closed form :math:`(I - f f^\top)\,v / \|z\|` with :math:`f = z/\|z\|`.
+
+    The value at ``z = 0`` is 0 (the convention of :func:`geotrip.normalize`)."""
     n = safe_norm(z, keepdims=True)
     f = normalize(z)
     proj = project_tangent(f, cotangent)

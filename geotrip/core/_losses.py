@@ -41,7 +41,7 @@ def hinge(z: Array, *, soft: bool = False) -> Array:
 
 
 def hinge_slope(z: Array, *, soft: bool = False) -> Array:
-    r"""Derivative of :func:`hinge`: :math:`\mathbb 1[z > 0]`, or :math:`\sigma(z)` with ``soft``."""
+    r"""Derivative of :func:`hinge`: :math:`\mathbb 1[z > 0]`, or :math:`\sigma(z)` (``soft``)."""
     if soft:
         return jax.nn.sigmoid(z)
     return (z > 0).astype(z.dtype)
@@ -112,7 +112,7 @@ def gather_triplets(X: Array, triplets: Array):
 
 
 def check_batch_inputs(X, triplets, mask=None):
-    """Validate a point set ``(n_points, d)``, index triplets ``(k, 3)`` and an optional mask ``(k,)``."""
+    """Validate points ``(n_points, d)``, index triplets ``(k, 3)``, an optional mask ``(k,)``."""
     X = check_points(X, "X", min_ndim=2)
     if X.ndim != 2:
         raise ValueError(f"X must have shape (n_points, d), got {X.shape}")

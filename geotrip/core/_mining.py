@@ -19,7 +19,8 @@ member, :math:`P(a) = \{j \ne a: y_j = y_a\}` the positives and
 strategy            k        triplets
 =================== ======== ==========================================================
 ``batch_all``       n(n-1)²  every :math:`(a, p, n)` with :math:`p \in P(a)`, :math:`n \in N(a)`
-``batch_hard``      n        per anchor: :math:`\arg\max_{P(a)} D_{a\cdot}`, :math:`\arg\min_{N(a)} D_{a\cdot}`
+``batch_hard``      n        per anchor: :math:`\arg\max_{P(a)} D_{a\cdot}` and
+                             :math:`\arg\min_{N(a)} D_{a\cdot}`
 ``semihard``        n(n-1)   per pair :math:`(a, p)`: the closest negative in the semi-hard band
                              :math:`D_{ap} < D_{an} < D_{ap} + m`; if the band is empty, the
                              hardest negative :math:`\arg\min_{N(a)} D_{a\cdot}`

@@ -88,7 +88,9 @@ def parametric_triplet(
 
 
 def triplet_angles(a: Array, p: Array, n: Array) -> tuple[Array, Array, Array]:
-    r"""Measure :math:`(\theta_{ap}, \theta_{an}, \psi)` of triplets; inverse of :func:`parametric_triplet`.
+    r"""Measure :math:`(\theta_{ap}, \theta_{an}, \psi)` of triplets.
+
+    The inverse of :func:`parametric_triplet`.
 
     :math:`\psi = \angle(u_{a\to p}, u_{a\to n})`. Where a tangent direction is
     undefined (:math:`p` or :math:`n` equal or antipodal to :math:`a`), :math:`\psi`
@@ -165,7 +167,7 @@ def _tangent_unit(key, centers):
 def sample_polar_angle(
     key: Array, shape, log_density, theta_max, *, dtype=None, grid: int = 4097
 ) -> Array:
-    r"""Draw angles :math:`\theta \in [0, \theta_\max]` with a density given by its log, by inverse CDF.
+    r"""Draw angles :math:`\theta \in [0, \theta_\max]` from a log-density, by inverse CDF.
 
     The density :math:`f(\theta) \propto \exp(\text{log\_density}(\theta))` is
     tabulated on ``grid`` points of :math:`[0, \theta_\max]`, integrated by the
@@ -361,7 +363,7 @@ def _random_frame(key, shape, dim, dtype):
 
 
 def rotated_triplet(key: Array, theta_ap, theta_an, psi, *, dim: int, dtype=None):
-    r"""Triplets with prescribed :math:`(\theta_{ap}, \theta_{an}, \psi)`, each in its own random frame.
+    r"""Triplets with prescribed :math:`(\theta_{ap}, \theta_{an}, \psi)`, each in a random frame.
 
     Same construction as :func:`parametric_triplet`, but the canonical frame
     :math:`(e_1, e_2, e_3)` is replaced, independently for every triplet of the
@@ -390,7 +392,9 @@ def rotated_triplet(key: Array, theta_ap, theta_an, psi, *, dim: int, dtype=None
 
 
 def near_degenerate_pairs(key: Array, n, dim: int, *, angle, antipodal: bool = False, dtype=None):
-    r"""Pairs :math:`(x, y)` of unit vectors at a controlled, tiny angle from coincidence or antipodality.
+    r"""Pairs :math:`(x, y)` of unit vectors at a tiny, controlled angle from coincidence.
+
+    Or from antipodality, with ``antipodal=True``.
 
     .. math:: y = \pm(\cos\varepsilon\, x + \sin\varepsilon\, v),\quad v \perp x,\ \|v\| = 1,
 
