@@ -1,14 +1,7 @@
-"""Test configuration: float64 and strict dtype promotion, as in equinox/diffrax."""
+"""Test configuration. JAX settings (x64, strict dtype and rank promotion) are in the
+repository's root ``conftest.py``, shared with the docstring examples."""
 
 import os
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("MPLBACKEND", "Agg")
-
-import jax
-
-jax.config.update("jax_enable_x64", True)
-jax.config.update("jax_numpy_dtype_promotion", "strict")
 
 import hypothesis
 

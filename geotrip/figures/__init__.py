@@ -11,7 +11,29 @@ import importlib
 
 from ._registry import FIGURES, FigureSpec, register_figure, save_figure, save_table
 
-__all__ = ["FIGURES", "FigureSpec", "register_figure", "save_figure", "save_table", "load_all"]
+__all__ = [
+    "FIGURES",
+    "FigureSpec",
+    "register_figure",
+    "save_figure",
+    "save_table",
+    "load_all",
+    "angle_map_data",
+    "plot_collapse",
+]
+
+# Plot-data and plotting helpers that notebooks reuse, imported on first use.
+_LAZY = {
+    "angle_map_data": "geotrip.figures._core",
+    "plot_collapse": "geotrip.figures._collapse",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'geotrip.figures' has no attribute {name!r}")
+
 
 # One line per figure module (one per issue/topic); keep this list sorted by layer.
 _FIGURE_MODULES = (
