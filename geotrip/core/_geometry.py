@@ -107,6 +107,14 @@ def angle(x: jax.Array, y: jax.Array) -> jax.Array:
 
     Returns:
       Angles of the broadcast leading shape ``(...)``, dtype of the inputs.
+
+    >>> import jax.numpy as jnp, geotrip as gt
+
+    >>> float(gt.angle(jnp.array([1.0, 0.0]), jnp.array([1.0, 1e-4])))
+    9.9999999666e-05
+
+    >>> float(gt.angle(jnp.array([1.0, 0.0]), jnp.array([-1.0, 0.0])))
+    3.141592653589793
     """
     x = as_float_array(x, "x")
     y = as_float_array(y, "y")

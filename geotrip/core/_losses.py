@@ -100,6 +100,16 @@ def triplet_loss(
     Raises:
       ValueError: on mismatched shapes, non-finite values, non-unit rows (checked
         outside ``jit``), or an unknown distance name.
+
+    >>> import jax, geotrip as gt
+
+    >>> a, p, n = gt.parametric_triplet(0.3, 0.5, 2.0, dim=8, key=jax.random.key(0))
+
+    >>> round(float(gt.triplet_loss(a, p, n, distance="chord_sq", margin=0.2)), 6)
+    0.044492
+
+    >>> float(gt.triplet_loss(a, p, n, distance="geodesic", margin=0.1))  # 0.3 - 0.5 + 0.1 < 0
+    0.0
     """
     dist = get_distance(distance)
     a, p, n = check_triplet_inputs(a, p, n)
