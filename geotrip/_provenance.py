@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["provenance", "write_provenance", "git_revision"]
+__all__ = ["provenance", "write_provenance", "git_revision", "portable_command"]
 
 _PACKAGES = ("geotrip", "jax", "jaxlib", "numpy", "scipy", "matplotlib", "optax")
 
@@ -48,6 +48,34 @@ def git_revision() -> dict[str, Any]:
         return {"revision": rev, "dirty": bool(status)}
     except (OSError, subprocess.SubprocessError):
         return {"revision": None, "dirty": None}
+
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def portable_command(argv: list[str]) -> list[str]:
+    """The command line with no absolute path of this machine in it.
+
+    The program becomes its base name (``/home/u/.venv/bin/geotrip`` -> ``geotrip``)
+    and arguments that are absolute paths inside the repository become relative to
+    its root; other absolute paths keep only their base name. Committed provenance
+    then changes only when the command really changed.
+    """
+    out = []
+    for i, arg in enumerate(argv):
+        arg = str(arg)
+        if i == 0:
+            out.append(os.path.basename(arg) or arg)
+            continue
+        head, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if os.path.isabs(value):
+            path = Path(value).resolve()
+            try:
+                value = path.relative_to(_ROOT).as_posix()
+            except ValueError:
+                value = path.name
+        out.append(f"{head}{sep}{value}" if sep else value)
+    return out
 
 
 def _versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
@@ -80,7 +108,7 @@ def provenance(
     extra: Mapping[str, Any] | None = None,
     packages: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """A provenance record for a result.
+    """A provenance record for a result (no absolute path of the machine is recorded).
 
     Args:
       seed: the PRNG seed the result was drawn with (``None`` for deterministic results).
@@ -93,8 +121,7 @@ def provenance(
       ``device``, ``git``, ``platform``, ``time_utc`` and ``parameters``.
     """
     return {
-        "command": list(sys.argv if command is None else command),
-        "cwd": os.getcwd(),
+        "command": portable_command(list(sys.argv if command is None else command)),
         "seed": seed,
         "versions": _versions(packages),
         "device": _devices(),
