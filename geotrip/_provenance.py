@@ -68,6 +68,8 @@ def portable_command(argv: list[str]) -> list[str]:
             out.append(os.path.basename(arg) or arg)
             continue
         head, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if not sep:
+            head, value = "", arg
         if os.path.isabs(value):
             path = Path(value).resolve()
             try:
