@@ -1,0 +1,485 @@
+r"""``gt.analyze``: geotrip's diagnosis of a user's embeddings, as one JSON-ready dict.
+
+Pipeline: check the array and labels (one streaming pass over the rows: norms, NaN/inf
+and zero rows), drop singleton classes (with a warning), normalise, then
+
+* on an evaluation set (all points, or a seeded random subset of ``eval_points``):
+  collapse metrics (:func:`geotrip.mean_pairwise_cosine`, :func:`geotrip.effective_rank`,
+  :func:`geotrip.uniformity`, :func:`geotrip.alignment`, :func:`geotrip.is_collapsed`),
+  leave-one-out :func:`geotrip.recall_at_1` and :func:`map_at_r`, quantiles of within- and
+  between-class pair angles;
+* per mining strategy, over all valid triplets of the whole set (``triplets="all"``) or
+  of ``COUNT`` seeded P x K batches (``"batches"``, :func:`geotrip.sample_pk`): exact
+  counts of triplets active under the user's hinge (A) and the alternative's with the same
+  number as margin or the margin matched by :func:`geotrip.match_margin`, the shares
+  active under exactly one, the batch gradient angle of the summed losses, and, on a
+  uniform sample of at most ``max_sample`` triplets, quantiles of the joint Riemannian
+  and raw gradient angles (:func:`geotrip.gradient_angles_closed_form`) and of the
+  push-pull ratio :math:`g'(\theta_{an})/g'(\theta_{ap})`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._caches import bounded_cache
+from ._io import check_embeddings, encode_labels, jsonable, scan_rows
+from ._triplets import (
+    Loss,
+    StrategyAccumulator,
+    angle_matrix,
+    loss_matrices,
+    map_at_r_from_angles,
+    strategy_stats,
+)
+
+__all__ = ["analyze", "map_at_r", "QUANTILES"]
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+_JOINT_KEYS = ("riemannian/joint", "raw/joint")
+_CHUNK = 4096
+
+
+def _quantiles(v, *, scale: float = 1.0) -> dict[str, Any]:
+    v = np.asarray(v, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    out: dict[str, Any] = {"n": int(v.size)}
+    if v.size == 0:
+        return out | {f"p{round(q * 100)}": None for q in QUANTILES} | {"mean": None}
+    qs = np.quantile(v, QUANTILES, method="inverted_cdf") * scale
+    out |= {f"p{round(q * 100)}": float(x) for q, x in zip(QUANTILES, qs, strict=True)}
+    fin = v[np.isfinite(v)]
+    out["mean"] = float(fin.mean() * scale) if fin.size else None
+    out["min"], out["max"] = float(v.min() * scale), float(v.max() * scale)
+    return out
+
+
+def map_at_r(X: Any, labels: Any) -> float:
+    r"""MAP@R (Musgrave, Belongie & Lim 2020) of embeddings, leave-one-out, by angle.
+
+    For each point :math:`i` with :math:`R_i \ge 1` other points of its class, the other
+    points are ranked by angle to :math:`x_i` (ties: lowest index first) and
+    :math:`\mathrm{AP@R}_i = \frac{1}{R_i}\sum_{k=1}^{R_i} \mathrm{rel}_k\,P@k`
+    (:math:`P@k` the precision of the first :math:`k`); MAP@R is its mean over the points
+    with :math:`R_i \ge 1`.
+
+    Args:
+      X: embeddings ``(n, d)`` of any norm (normalised here); labels: ``(n,)``.
+
+    Returns:
+      A float in :math:`[0, 1]` (NaN if no class has two points).
+
+    >>> import numpy as np, geotrip as gt
+    >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> gt.map_at_r(X, [0, 0, 1, 1])
+    1.0
+    """
+    X = check_embeddings(X, "X")
+    codes, _ = encode_labels(labels, X.shape[0])
+    U = np.asarray(X, dtype=np.float64)
+    nrm = np.linalg.norm(U, axis=1, keepdims=True)
+    U = np.divide(U, nrm, out=np.zeros_like(U), where=nrm > 0)
+    return map_at_r_from_angles(angle_matrix(U), codes)
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float64)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _jax_dtype():
+    import jax
+
+    return np.float64 if jax.config.jax_enable_x64 else np.float32
+
+
+def _collapse_metrics(U: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+    import jax.numpy as jnp
+
+    import geotrip as gt
+
+    Xj = jnp.asarray(U.astype(_jax_dtype()))
+    y = jnp.asarray(codes.astype(np.int32))
+    return {
+        "mean_pairwise_cosine": float(gt.mean_pairwise_cosine(Xj)),
+        "effective_rank": float(gt.effective_rank(Xj)),
+        "uniformity": float(gt.uniformity(Xj)),
+        "alignment": float(gt.alignment(Xj, y)),
+        "is_collapsed": bool(gt.is_collapsed(Xj)),
+        "recall_at_1": float(gt.recall_at_1(Xj, y)),
+    }
+
+
+def _pair_angles(theta: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+    i, j = np.triu_indices(theta.shape[0], 1)
+    t = theta[i, j]
+    same = codes[i] == codes[j]
+    edges = np.linspace(0.0, 180.0, 91)
+    out: dict[str, Any] = {"histogram_deg": {"edges": edges}}
+    for name, sel in (("within_class", same), ("between_class", ~same)):
+        out[name] = {
+            "radians": _quantiles(t[sel]),
+            "degrees": _quantiles(t[sel], scale=180 / math.pi),
+        }
+        out["histogram_deg"][name] = np.histogram(np.degrees(t[sel]), bins=edges)[0]
+    return out
+
+
+@bounded_cache(8)
+def _angles_fn(dists):
+    import jax
+
+    import geotrip as gt
+
+    def fn(a, p, n, margins):
+        res = gt.gradient_angles_closed_form(
+            a, p, n, distances=dists, margins=(margins[0], margins[1])
+        )
+        return {k: res[k] for k in _JOINT_KEYS}
+
+    return jax.jit(fn)
+
+
+def _gradient_angles(U, trip, margins, dists) -> dict[str, np.ndarray]:
+    """Joint Riemannian and raw angles (radians) of sampled triplets, in fixed-size chunks."""
+    import jax.numpy as jnp
+
+    s = trip.shape[0]
+    out = {k: np.empty(s) for k in _JOINT_KEYS}
+    dt = _jax_dtype()
+    for start in range(0, s, _CHUNK):
+        t = trip[start : start + _CHUNK]
+        pad = _CHUNK - t.shape[0]
+        t = np.concatenate([t, np.repeat(t[:1], pad, axis=0)]) if pad else t
+        a, p, n = (jnp.asarray(U[t[:, r]].astype(dt)) for r in range(3))
+        res = _angles_fn(dists)(a, p, n, jnp.asarray(np.asarray(margins, dtype=dt)))
+        for k in _JOINT_KEYS:
+            out[k][start : start + _CHUNK] = np.asarray(res[k])[: _CHUNK - pad]
+    return out
+
+
+def _per_triplet(U, theta, trip, losses, dists) -> dict[str, np.ndarray]:
+    tap, tan = theta[trip[:, 0], trip[:, 1]], theta[trip[:, 0], trip[:, 2]]
+    out: dict[str, np.ndarray] = {"hard": (tan < tap).astype(np.float64)}
+    for key, L in (("A", losses["A"]), ("B", losses["B_matched"])):
+        num, den = L.dg(tan), L.dg(tap)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[f"ratio_{key}"] = np.where(
+                den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, np.nan)
+            )
+    for tag in ("same_number", "matched"):
+        m = (losses["A"].margin, losses[f"B_{tag}"].margin)
+        for k, v in _gradient_angles(U, trip, m, dists).items():
+            out[f"{tag}:{k}"] = v
+    return out
+
+
+def _summarize_strategy(acc: StrategyAccumulator, mode: str) -> dict[str, Any]:
+    arr = acc.arrays()
+    c = acc.count
+
+    def share(v):
+        return v / c if c else None
+
+    out: dict[str, Any] = {"count": c}
+    for k in ("A", "B_same_number", "B_matched"):
+        out[f"active_{k}"] = share(acc.active.get(k, 0))
+    for tag in ("same_number", "matched"):
+        out[f"one_only_{tag}"] = share(acc.one_only.get(tag, 0))
+    out["counts"] = {f"active_{k}": v for k, v in acc.active.items()} | {
+        f"one_only_{k}": v for k, v in acc.one_only.items()
+    }
+    out["sampled_triplets"] = int(arr["hard"].size) if "hard" in arr else 0
+    deg = 180 / math.pi
+    out["gradient_angles_deg"] = {
+        tag: {k: _quantiles(arr.get(f"{tag}:{k}", []), scale=deg) for k in _JOINT_KEYS}
+        for tag in ("same_number", "matched")
+    }
+    hard = arr.get("hard", np.zeros(0)) > 0
+    pp: dict[str, Any] = {"hard_share": float(hard.mean()) if hard.size else None}
+    for key in ("A", "B"):
+        r = arr.get(f"ratio_{key}", np.zeros(0))
+        pp[key] = _quantiles(r)
+        pp[f"push_wins_hard_{key}"] = float((r[hard] > 1).mean()) if hard.any() else None
+    out["push_pull_ratio"] = pp
+    out["batch_gradient_angle_deg"] = {}
+    for tag, vals in acc.batch_angles.items():
+        v = np.asarray(vals, dtype=np.float64)
+        if mode == "all":
+            out["batch_gradient_angle_deg"][tag] = None if np.isnan(v[0]) else float(v[0] * deg)
+        else:
+            out["batch_gradient_angle_deg"][tag] = _quantiles(v, scale=deg)
+    return out
+
+
+def _check_options(distance, margin, compare, match, strategies, triplets, batches):
+    import geotrip as gt
+
+    dA, dB = gt.distance(distance), gt.distance(compare)
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+        raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
+    if match not in gt.MATCHING_RULES:
+        raise ValueError(f"unknown matching rule {match!r}; valid: {', '.join(gt.MATCHING_RULES)}")
+    strategies = (strategies,) if isinstance(strategies, str) else tuple(strategies)
+    for s in strategies:
+        if s not in gt.MINING_STRATEGIES:
+            raise ValueError(
+                f"unknown mining strategy {s!r}; valid: {', '.join(gt.MINING_STRATEGIES)}"
+            )
+    if not strategies:
+        raise ValueError("give at least one mining strategy")
+    if triplets not in ("auto", "all", "batches"):
+        raise ValueError(f"triplets must be 'auto', 'all' or 'batches', got {triplets!r}")
+    P, K, count = (int(v) for v in batches)
+    if P < 2 or K < 2 or count < 1:
+        raise ValueError(f"batches (P, K, COUNT) need P >= 2, K >= 2, COUNT >= 1, got {batches}")
+    return dA, dB, strategies, (P, K, count)
+
+
+def _valid_rows(X, codes, classes, drop_invalid, progress, notes):
+    norms, nonfinite, zero = scan_rows(X, progress=progress)
+    bad = np.union1d(nonfinite, zero)
+    if bad.size and not drop_invalid:
+        parts = []
+        for what, idx in (("NaN/inf", nonfinite), ("zero norm", zero)):
+            if idx.size:
+                head = ", ".join(str(i) for i in idx[:10]) + (", ..." if idx.size > 10 else "")
+                parts.append(f"{idx.size} with {what} at rows [{head}]")
+        raise ValueError(
+            f"embeddings: {bad.size} invalid rows ({'; '.join(parts)}); "
+            "fix them or drop them with drop_invalid=True (--drop-invalid)"
+        )
+    keep = np.ones(X.shape[0], dtype=bool)
+    keep[bad] = False
+    if bad.size:
+        notes.append(f"dropped {bad.size} invalid rows (NaN/inf or zero norm)")
+    counts = np.bincount(codes[keep], minlength=classes.size)
+    single = np.flatnonzero(counts == 1)
+    if single.size:
+        names = ", ".join(str(classes[c]) for c in single[:10]) + (
+            ", ..." if single.size > 10 else ""
+        )
+        msg = f"excluded {single.size} classes with a single sample ({names})"
+        warnings.warn(msg, stacklevel=3)
+        notes.append(msg)
+        keep &= ~np.isin(codes, single)
+    n_cls = int(np.sum(counts >= 2))
+    if n_cls < 2:
+        raise ValueError(
+            f"labels: need at least 2 classes with 2 or more valid points, found {n_cls}"
+        )
+    return norms, keep, {"dropped_invalid": int(bad.size), "singleton_classes": int(single.size)}
+
+
+def analyze(
+    X: Any,
+    labels: Any,
+    *,
+    distance: str = "chord_sq",
+    margin: float = 0.2,
+    compare: str = "geodesic",
+    match: str = "slope",
+    strategies: Sequence[str] | str = ("batch_all", "batch_hard", "semihard"),
+    triplets: str = "auto",
+    batches: Sequence[int] = (8, 4, 100),
+    seed: int = 0,
+    drop_invalid: bool = False,
+    max_exact: int = 3000,
+    eval_points: int = 4096,
+    max_sample: int = 100_000,
+    progress: bool = False,
+) -> dict[str, Any]:
+    r"""Diagnose embeddings trained with a triplet loss: does the distance's choice matter here?
+
+    Compares the user's loss A (``distance``, ``margin``; FaceNet's chord² with 0.2 by
+    default) with the alternative B (``compare``, the geodesic by default) whose margin
+    is either the same number (``B_same_number``) or matched by ``match``
+    (:data:`geotrip.MATCHING_RULES`; ``B_matched``). See the module docstring for the
+    pipeline; shares are of the strategy's valid triplets, angles in degrees.
+
+    Args:
+      X: embeddings ``(n, d)`` of any norm (NumPy array or memory map; read in chunks).
+      labels: ``(n,)`` integers or strings.
+      distance, margin, compare, match: the two losses and the margin rule.
+      strategies: names of :data:`geotrip.MINING_STRATEGIES` (the miners rank with A).
+      triplets: ``"all"`` (every valid triplet of the whole set: exact, :math:`O(n^2)`
+        memory, at most ``max_exact`` points), ``"batches"`` (``COUNT`` P x K batches),
+        or ``"auto"`` (``"all"`` up to ``max_exact`` points).
+      batches: ``(P, K, COUNT)``.
+      seed: seeds every random choice (subsets, batches, ``random`` mining, samples).
+      drop_invalid: drop NaN/inf and zero rows instead of raising.
+      eval_points: size of the evaluation subset in batches mode.
+      max_sample: per strategy, triplets sampled for the per-triplet quantiles.
+      progress: tqdm progress bars.
+
+    Returns:
+      A JSON-serialisable dict (see the README section "Diagnose your own embeddings").
+
+    Raises:
+      ValueError: bad input, one line naming the problem (NaN/inf or zero rows with their
+        indices, label count, fewer than 2 classes, array shape or dtype, options).
+
+    >>> import jax, geotrip as gt
+    >>> X, y = gt.clustered_batch(jax.random.key(0), n_classes=4, per_class=5, dim=8,
+    ...                           concentration=20.0)
+    >>> r = gt.analyze(X, y, strategies=("batch_all",))
+    >>> r["n_points"], r["n_classes"], r["triplets"]["batch_all"]["count"]
+    (20, 4, 1200)
+    >>> r["margins"]["B_matched"], r["mode"]
+    (0.1, 'all')
+    """
+    import jax
+
+    import geotrip as gt
+
+    dA, dB, strategies, (P, K, count) = _check_options(
+        distance, margin, compare, match, strategies, triplets, batches
+    )
+    X = check_embeddings(X, "embeddings")
+    n_in, dim = X.shape
+    codes, classes = encode_labels(labels, n_in)
+    notes: list[str] = []
+    norms, keep, excluded = _valid_rows(X, codes, classes, drop_invalid, progress, notes)
+    kept = np.flatnonzero(keep)
+    n = kept.size
+    mode = triplets if triplets != "auto" else ("all" if n <= max_exact else "batches")
+    if mode == "all" and n > max_exact:
+        raise ValueError(
+            f"triplets='all' is limited to max_exact={max_exact} points (got {n}); "
+            "use triplets='batches' or raise max_exact"
+        )
+    rng = np.random.default_rng(seed)
+    ev = (
+        kept
+        if (mode == "all" or n <= eval_points)
+        else np.sort(rng.choice(kept, eval_points, replace=False))
+    )
+    U = _unit(X[ev])
+    ycodes = codes[ev]
+    theta = angle_matrix(U)
+    metrics = _collapse_metrics(U, ycodes)
+    if ev.size < n:
+        notes.append(
+            f"collapse, retrieval and pair-angle figures use a random subset of {ev.size} points"
+        )
+
+    # margins
+    theta_ap = theta_an = None
+    if match == "active_share":
+        same = ycodes[:, None] == ycodes[None, :]
+        i_a = rng.integers(0, ev.size, 200_000)
+        i_p, i_n = rng.integers(0, ev.size, 200_000), rng.integers(0, ev.size, 200_000)
+        ok = same[i_a, i_p] & ~same[i_a, i_n] & (i_a != i_p)
+        theta_ap, theta_an = theta[i_a[ok], i_p[ok]], theta[i_a[ok], i_n[ok]]
+    with jax.enable_x64(True):
+        m_matched = float(
+            gt.match_margin(
+                float(margin),
+                source=dA,
+                target=dB,
+                rule=match,
+                theta_ap=theta_ap,
+                theta_an=theta_an,
+            )
+        )
+    losses = {
+        "A": Loss.of(dA, margin),
+        "B_same_number": Loss.of(dB, margin),
+        "B_matched": Loss.of(dB, m_matched),
+    }
+    dists = (dA, dB)
+    accs = {s: StrategyAccumulator() for s in strategies}
+    if mode == "all":
+        mats = loss_matrices(theta, losses)
+        for s in strategies:
+            st = strategy_stats(U, theta, ycodes, s, losses, mats, rng=rng, sample=max_sample)
+            accs[s].add(st, _per_triplet(U, theta, st["sample"], losses, dists))
+    else:
+        _run_batches(
+            X, codes, kept, (P, K, count), seed, rng, losses, dists, accs, max_sample, progress
+        )
+
+    report: dict[str, Any] = {
+        "mode": mode,
+        "n_points": int(n),
+        "dim": int(dim),
+        "n_classes": int(np.unique(codes[kept]).size),
+        "input": {"rows": int(n_in), **excluded},
+        "norms": _norm_summary(norms[kept]),
+        "evaluation_points": int(ev.size),
+        "collapse": {k: v for k, v in metrics.items() if k != "recall_at_1"},
+        "recall_at_1": metrics["recall_at_1"],
+        "map_at_r": map_at_r_from_angles(theta, ycodes),
+        "angles": _pair_angles(theta, ycodes),
+        "margins": {
+            "A": float(margin),
+            "B_same_number": float(margin),
+            "B_matched": m_matched,
+            "rule": match,
+            "distance": dA.name,
+            "compare": dB.name,
+        },
+        "triplets": {s: _summarize_strategy(accs[s], mode) for s in strategies},
+        "settings": {
+            "strategies": list(strategies),
+            "batches": [P, K, count] if mode == "batches" else None,
+            "seed": int(seed),
+            "max_sample": int(max_sample),
+            "quantile_method": "inverted_cdf",
+        },
+        "notes": notes,
+        "provenance": gt.provenance(seed=seed),
+    }
+    return jsonable(report)
+
+
+def _norm_summary(v: np.ndarray) -> dict[str, float]:
+    return {
+        "min": float(v.min()),
+        "mean": float(v.mean()),
+        "max": float(v.max()),
+        "p50": float(np.median(v)),
+    }
+
+
+def _run_batches(X, codes, kept, pkc, seed, rng, losses, dists, accs, max_sample, progress):
+    import jax
+    import jax.numpy as jnp
+
+    import geotrip as gt
+
+    P, K, count = pkc
+    counts = np.bincount(codes[kept])
+    eligible = np.flatnonzero(counts >= K)
+    if eligible.size < P:
+        raise ValueError(
+            f"batches: P={P} classes of K={K} points need {P} classes with >= {K} points, "
+            f"found {eligible.size}; lower P or K"
+        )
+    pool = kept[np.isin(codes[kept], eligible)]
+    _, table, cnt = gt.class_table(jnp.asarray(codes[pool].astype(np.int32)))
+    key = jax.random.key(seed)
+    per_batch = max(1, math.ceil(max_sample / count))
+    it = range(count)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="batches", unit="batch")
+    for b in it:
+        local = np.asarray(gt.sample_pk(jax.random.fold_in(key, b), table, cnt, p=P, k=K))
+        ids = pool[local]
+        order = np.argsort(ids)
+        rows = np.empty((ids.size, X.shape[1]), dtype=np.float64)
+        rows[order] = np.asarray(X[ids[order]], dtype=np.float64)  # sorted reads of a memmap
+        U = _unit(rows)
+        y = codes[ids]
+        theta = angle_matrix(U)
+        mats = loss_matrices(theta, losses)
+        for s, acc in accs.items():
+            st = strategy_stats(U, theta, y, s, losses, mats, rng=rng, sample=per_batch)
+            acc.add(st, _per_triplet(U, theta, st["sample"], losses, dists))
