@@ -116,6 +116,11 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
             "run_collapse_sweep",
         ),
     },
+    "analyze": {
+        "_report": ("analyze", "map_at_r"),
+        "_io": ("load_embeddings", "load_labels"),
+        "_render": ("write_report",),
+    },
     "": {
         "_provenance": ("provenance", "write_provenance"),
         "_caches": ("clear_caches",),
