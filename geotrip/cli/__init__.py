@@ -21,6 +21,7 @@ _COMMAND_MODULES = (
     "geotrip.cli._search",
     "geotrip.cli._verify",
     "geotrip.cli._collapse",
+    "geotrip.cli._analyze",
 )
 
 
