@@ -15,7 +15,7 @@ _STRATEGIES = ("batch_all", "batch_hard", "semihard", "hardest_negative", "easy"
 def register(sub) -> None:
     p = sub.add_parser(
         "analyze",
-        help="diagnose your own embeddings: chord² vs geodesic on your data, margins, mining, collapse",
+        help="diagnose your own embeddings: chord² vs geodesic, margins, mining, collapse",
         description=(
             "Read embeddings (.npy memory-mapped, .npz, .csv/.tsv) and labels, and report whether "
             "your triplet loss (--distance, --margin) and the alternative (--compare) disagree on "
