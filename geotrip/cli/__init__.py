@@ -40,6 +40,9 @@ def _setup_jax(args: argparse.Namespace) -> None:
         jax.config.update("jax_platforms", platform)
     if getattr(args, "x64", False):
         jax.config.update("jax_enable_x64", True)
+    from .._compilation import enable_compilation_cache
+
+    enable_compilation_cache()  # off with GEOTRIP_NO_COMPILATION_CACHE=1
 
 
 def add_jax_options(
