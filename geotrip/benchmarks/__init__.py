@@ -16,6 +16,7 @@ __all__ = ["load_suites", "run_suites"]
 _SUITES = (
     "geotrip.benchmarks._angles",
     "geotrip.benchmarks._training",
+    "geotrip.benchmarks._latency",
 )
 
 

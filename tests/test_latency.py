@@ -1,0 +1,48 @@
+"""The latency suite: fresh-process function timings, CLI runs with peak memory, comparisons."""
+
+import json
+
+import numpy as np
+import pytest
+
+from geotrip.benchmarks import _latency, load_suites
+
+
+def test_suite_runs_with_tiny_sizes():
+    lines = []
+    res = _latency.run(
+        log=lines.append, sizes={"functions": ("angle",), "commands": ("verify",), "reps": 3}
+    )
+    json.dumps(res)
+    assert res["suite"] == "latency" and "latency" in load_suites()
+    (f,) = res["functions"]
+    for phase in ("cold", "warm"):
+        r = f[phase]
+        assert 0 < r["repeat_ms_min"] <= r["repeat_ms_median"]
+        assert r["first_call_s"] > 0 and r["jit_repeat_ms_median"] > 0 and r["import_s"] > 0
+    (c,) = res["commands"]  # verify loads no JAX: exit 0, small, same outputs
+    assert c["cold"]["returncode"] == 0 and c["warm"]["returncode"] == 0
+    assert 0 < c["cold"]["peak_rss_mb"] < 2048
+    s = res["summary"]
+    assert s["worst_repeat_call_ms"] == f["cold"]["repeat_ms_median"]
+    assert s["repeat_call_target_met"] == (s["worst_repeat_call_ms"] <= 2.0)
+    assert any(line.startswith("angle") for line in lines)
+
+
+def test_compare_outputs_finds_differences(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d, v in ((a, 1.0), (b, 1.0)):
+        (d / "sub").mkdir(parents=True)
+        np.savez(d / "sub" / "x.npz", x=np.array([v, np.nan]))
+        (d / "c.json").write_text(json.dumps({"v": 1, "provenance": {"time_utc": str(d)}}))
+    assert _latency.compare_outputs(a, b) == {"files_compared": 2, "files_differing": []}
+    np.savez(b / "sub" / "x.npz", x=np.array([2.0, np.nan]))
+    (b / "c.json").write_text(json.dumps({"v": 2}))
+    assert sorted(_latency.compare_outputs(a, b)["files_differing"]) == ["c.json", "sub/x.npz"]
+
+
+def test_unknown_sizes_rejected():
+    with pytest.raises(ValueError, match="unknown size"):
+        _latency.run(sizes={"bogus": 1})
+    with pytest.raises(ValueError, match="unknown function"):
+        _latency.run(sizes={"functions": ("nope",), "commands": ()})
