@@ -97,26 +97,24 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
             "riemannian_grad_norm",
             "uniformity",
         ),
-        "_experiments": (
-            "TRAINING_METRICS",
-            "TRAINING_TASKS",
-            "TaskData",
-            "TrainSetup",
-            "make_task_data",
-            "reference_distance",
-            "train_grid",
-            "train_runs",
+        "_tasks": ("TRAINING_TASKS", "TaskData", "make_task_data", "reference_distance"),
+        "_steps": ("TrainSetup",),
+        "_runner": ("TRAINING_METRICS", "train_grid", "train_runs"),
+        "_statistics": (
             "clopper_pearson_interval",
+            "mcnemar_exact",
+            "paired_outcomes",
             "wilson_interval",
-            "COLLAPSE_PRESETS",
-            "CollapseSweep",
+        ),
+        "_presets": ("COLLAPSE_PRESETS", "CollapseSweep"),
+        "_collapse": (
             "collapse_phase_table",
             "collapse_summary",
             "read_collapse_runs",
             "run_collapse_sweep",
         ),
     },
-    "analysis": {
+    "analyze": {
         "_report": ("analyze", "map_at_r"),
         "_io": ("load_embeddings", "load_labels"),
         "_render": ("write_report",),
@@ -124,7 +122,6 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
     "": {
         "_provenance": ("provenance", "write_provenance"),
         "_caches": ("clear_caches",),
-        "_compilation": ("enable_compilation_cache",),
     },
 }
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import geotrip as gt
-from geotrip import _experiments as E
 from geotrip.cli import main
+from geotrip.train import _steps as E
 
 # the setup of the "tiny" preset's features cell, so tests share its compiled runner
 TINY = gt.COLLAPSE_PRESETS["tiny"]
@@ -52,7 +52,7 @@ def test_selected_distance_equals_member():
 
 @pytest.mark.parametrize("strategy,didx", [("batch_hard", 0), ("semihard", 2)])
 def test_mining_inside_training_matches_independent_step(strategy, didx):
-    """One Riemannian step of the runner equals mine_triplets + batch_grads + retraction, done by hand."""
+    """One Riemannian step of the runner = mine_triplets + batch_grads + retraction, by hand."""
     data = _features_data()
     setup = gt.TrainSetup(
         distances=TINY.distances, strategy=strategy, steps=20, eval_every=20, **TINY.setup

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import geotrip as gt
-from geotrip import _metrics as M
+from geotrip.train import _metrics as M
 
 
 def _unit(rng, n, d):

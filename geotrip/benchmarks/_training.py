@@ -1,4 +1,5 @@
-r"""Training throughput: the vmapped-over-seeds runner vs a sequential loop vs pytorch-metric-learning.
+r"""Training throughput: the vmapped-over-seeds runner vs a sequential loop vs
+pytorch-metric-learning.
 
 One configuration for every contender: an MLP ``32 -> 64 -> 16`` ending in L2
 normalisation, Adam, batch-hard mining over PK batches of ``P x K = 8 x 4 = 32`` points of
@@ -28,7 +29,10 @@ from collections.abc import Callable
 import numpy as np
 
 NAME = "training"
-DESCRIPTION = "training steps/s: vmapped-over-seeds runner vs sequential single runs vs pytorch-metric-learning"
+DESCRIPTION = (
+    "training steps/s: vmapped-over-seeds runner vs sequential single runs "
+    "vs pytorch-metric-learning"
+)
 
 SIZES = dict(
     d_in=32, hidden=64, embed=16, p=8, k=4, n_classes=8, cluster_size=64, margin=0.2, lr=1e-3
@@ -137,7 +141,8 @@ def pml_steps_per_second(steps: int, *, seed: int = 0) -> dict:
 
 
 def pml_skip_reason() -> str | None:
-    """``None`` when torch and pytorch-metric-learning import, else the message explaining the skip."""
+    """``None`` when torch and pytorch-metric-learning import, else the message explaining
+    the skip."""
     try:
         import pytorch_metric_learning  # noqa: F401
         import torch  # noqa: F401
@@ -169,7 +174,8 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
     dt = _jax_time(runs, steps)
     out["vmapped"] = {"runs": runs, "steps": steps, "seconds": dt, "steps_per_s": runs * steps / dt}
     log(
-        f"training: vmapped {runs} runs x {steps} steps: {runs * steps / dt:,.0f} steps/s ({dt:.2f} s)"
+        f"training: vmapped {runs} runs x {steps} steps: "
+        f"{runs * steps / dt:,.0f} steps/s ({dt:.2f} s)"
     )
     dt1 = _jax_time(1, steps, repeats=n_seq)
     out["sequential"] = {
@@ -179,7 +185,8 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
         "steps_per_s": n_seq * steps / dt1,
     }
     log(
-        f"training: sequential {n_seq} single runs x {steps} steps: {n_seq * steps / dt1:,.0f} steps/s ({dt1:.2f} s)"
+        f"training: sequential {n_seq} single runs x {steps} steps: "
+        f"{n_seq * steps / dt1:,.0f} steps/s ({dt1:.2f} s)"
     )
     ratios = {
         "vmapped_over_sequential": out["vmapped"]["steps_per_s"] / out["sequential"]["steps_per_s"]
@@ -191,7 +198,8 @@ def run(*, quick: bool = False, log: Callable[[str], None] = print) -> dict:
     else:
         out["pml"] = pml_steps_per_second(steps)
         log(
-            f"training: pytorch-metric-learning 1 run x {steps} steps: {out['pml']['steps_per_s']:,.0f} steps/s"
+            f"training: pytorch-metric-learning 1 run x {steps} steps: "
+            f"{out['pml']['steps_per_s']:,.0f} steps/s"
         )
         ratios["vmapped_over_pml"] = out["vmapped"]["steps_per_s"] / out["pml"]["steps_per_s"]
         ratios["sequential_over_pml"] = out["sequential"]["steps_per_s"] / out["pml"]["steps_per_s"]

@@ -1,4 +1,5 @@
-"""``geotrip collapse``: training experiments on collapse (phase diagrams over seeds and hyper-parameters)."""
+"""``geotrip collapse``: training experiments on collapse (phase diagrams over seeds and
+hyper-parameters)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from . import CLIError, add_jax_options
 def register(sub) -> None:
     p = sub.add_parser(
         "collapse",
-        help="train triplet embeddings over distances, mining, spreads, learning rates and margins; "
-        "measure collapse",
+        help="train triplet embeddings over distances, mining, spreads, learning rates and "
+        "margins; measure collapse",
         description=(
-            "Run a collapse sweep (free features on the sphere and MLPs on synthetic clusters and sklearn "
-            "digits), vectorised over distances, seeds and hyper-parameters, writing runs.csv, phase tables "
-            "with binomial confidence intervals, summary.json, histories and provenance to --out "
+            "Run a collapse sweep (free features on the sphere and MLPs on synthetic clusters "
+            "and sklearn digits), vectorised over distances, seeds and hyper-parameters, writing "
+            "runs.csv, phase tables with binomial confidence intervals, summary.json, histories "
+            "and provenance to --out "
             "incrementally (an interrupted sweep resumes), then the figures."
         ),
     )
@@ -47,7 +49,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train._experiments import COLLAPSE_PRESETS, run_collapse_sweep
+    from ..train import COLLAPSE_PRESETS, run_collapse_sweep
 
     if args.quick and args.preset not in (None, "quick"):
         raise CLIError("--quick conflicts with --preset " + str(args.preset))
@@ -74,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
     )
     secs = time.perf_counter() - t0
     print(
-        f"collapse[{name}]: {summary['cells']}/{summary['cells_total']} cells in {args.out} ({secs:.1f} s)"
+        f"collapse[{name}]: {summary['cells']}/{summary['cells_total']} cells "
+        f"in {args.out} ({secs:.1f} s)"
     )
     for e in summary.get("squared_vs_root", []):
         print(

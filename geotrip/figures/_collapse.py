@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .._caches import bounded_cache
 from ._registry import register_figure, save_figure
 
 _STYLE = {
@@ -38,14 +39,14 @@ def _spread_label(s):
 
 
 def _rows(run_dir):
-    from ..train._experiments import read_collapse_runs
+    from ..train import read_collapse_runs
 
     return read_collapse_runs(Path(run_dir) / "runs.csv")
 
 
 def spread_panels(rows) -> dict[str, np.ndarray]:
     """Pooled (over lr and margin) collapse probability per task, loss, distance and spread."""
-    from ..train._experiments import collapse_phase_table
+    from ..train import collapse_phase_table
 
     table = collapse_phase_table(rows, by=("task", "strategy", "soft", "distance", "spread"))
     keys = (
@@ -138,7 +139,7 @@ def plot_phase(rows, out_dir, *, seed, parameters=None, name="collapse_phase"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..train._experiments import collapse_phase_table
+    from ..train import collapse_phase_table
 
     table = collapse_phase_table(rows)
     panels = sorted({(r["task"], r["strategy"], r["soft"]) for r in table})
@@ -253,26 +254,19 @@ def plot_collapse(
     )
 
 
-_CACHE: dict[tuple, Path] = {}
-
-
+@bounded_cache(maxsize=4)
 def _figure_sweep(seed: int, quick: bool) -> Path:
-    """Run (once per process) the small preset behind the registered figures."""
+    """Run (once per process and settings) the small preset behind the registered figures."""
     import jax
 
-    from ..train._experiments import run_collapse_sweep
+    from ..train import run_collapse_sweep
 
-    key = (seed, quick)
-    if key not in _CACHE:
-        tmp = Path(tempfile.mkdtemp(prefix="geotrip-collapse-"))
-        # Train in float32, as `geotrip collapse` does, whatever `geotrip figures --x64` says:
-        # the PRNG streams (and so the starts) depend on the dtype.
-        with jax.enable_x64(False):
-            run_collapse_sweep(
-                "figure-quick" if quick else "figure", tmp, seed0=seed, progress=False
-            )
-        _CACHE[key] = tmp
-    return _CACHE[key]
+    tmp = Path(tempfile.mkdtemp(prefix="geotrip-collapse-"))
+    # Train in float32, as `geotrip collapse` does, whatever `geotrip figures --x64` says:
+    # the PRNG streams (and so the starts) depend on the dtype.
+    with jax.enable_x64(False):
+        run_collapse_sweep("figure-quick" if quick else "figure", tmp, seed0=seed, progress=False)
+    return tmp
 
 
 @register_figure(

@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._numerics import float_dtype
+
 __all__ = ["make_clusters", "load_digits", "stratified_split", "class_table", "sample_pk"]
 
 Array = jax.Array
@@ -54,7 +56,7 @@ def make_clusters(
         raise ValueError(f"noise and separation must be >= 0, got {noise}, {separation}")
     if not (0.0 <= label_noise <= 1.0):
         raise ValueError(f"label_noise must be a probability in [0, 1], got {label_noise}")
-    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    dtype = float_dtype(dtype)
     km, ke, kf, ks = jax.random.split(key, 4)
     mu = jax.random.normal(km, (n_classes, dim), dtype) * jnp.asarray(separation, dtype)
     y_true = jnp.repeat(jnp.arange(n_classes, dtype=jnp.int32), n_per_class)
@@ -94,7 +96,7 @@ def load_digits(*, standardize: bool = True, dtype=None) -> tuple[Array, Array]:
         mu = x.mean(axis=0)
         sd = x.std(axis=0)
         x = (x - mu) / np.where(sd > 0, sd, 1.0)
-    dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+    dtype = float_dtype(dtype)
     return jnp.asarray(x, dtype), jnp.asarray(y)
 
 
@@ -171,9 +173,8 @@ def sample_pk(key: Array, table: Array, counts: Array, *, p: int, k: int) -> Arr
     if k > width:
         raise ValueError(f"k={k} exceeds the largest class size {width}")
     if not isinstance(counts, jax.core.Tracer) and int(np.min(np.asarray(counts))) < k:
-        raise ValueError(
-            f"every class needs at least k={k} points; smallest has {int(np.min(np.asarray(counts)))}"
-        )
+        smallest = int(np.min(np.asarray(counts)))
+        raise ValueError(f"every class needs at least k={k} points; smallest has {smallest}")
     kc, kp = jax.random.split(key)
     cls = jax.random.choice(kc, n_cls, (p,), replace=False)
     pri = jax.random.uniform(kp, (p, width))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .._numerics import safe_div, safe_log
 from .._validate import as_float_array
 from ..core._geometry import project_tangent, safe_norm
 
@@ -50,7 +51,15 @@ def _off_diag(n, dtype):
 
 
 def mean_pairwise_cosine(X: Array) -> Array:
-    r"""Mean cosine over ordered pairs :math:`i \neq j`: :math:`\frac{\|\sum_i x_i\|^2 - \sum_i \|x_i\|^2}{n(n-1)}`."""
+    r"""Mean cosine over ordered pairs :math:`i \neq j`.
+
+    .. math:: \bar c = \frac{\|\sum_i x_i\|^2 - \sum_i \|x_i\|^2}{n(n-1)}
+
+    >>> import jax.numpy as jnp, geotrip as gt
+    >>> X = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    >>> round(float(gt.mean_pairwise_cosine(X)), 6)  # pairs (1,3), (3,1) have cosine 1
+    0.333333
+    """
     X = as_float_array(X, "X")
     n = X.shape[-2]
     s = jnp.sum(X, axis=-2)
@@ -68,13 +77,18 @@ def effective_rank(X: Array) -> Array:
     rows are parallel (a collapsed embedding) and :math:`\min(n, d)` for equal
     singular values. Uncentred on purpose: on the sphere a point collapse is rank 1.
     A zero matrix gives 1 by convention.
+
+    >>> import jax.numpy as jnp, geotrip as gt
+    >>> round(float(gt.effective_rank(jnp.eye(3))), 6)
+    3.0
+    >>> round(float(gt.effective_rank(jnp.ones((4, 3)))), 6)  # all rows parallel
+    1.0
     """
     X = as_float_array(X, "X")
     s = jnp.linalg.svd(X, compute_uv=False)
     tot = jnp.sum(s, axis=-1, keepdims=True)
-    p = s / jnp.where(tot > 0, tot, jnp.ones_like(tot))
-    plogp = jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, jnp.ones_like(p))), jnp.zeros_like(p))
-    return jnp.exp(-jnp.sum(plogp, axis=-1))
+    p = safe_div(s, tot)
+    return jnp.exp(-jnp.sum(p * safe_log(p), axis=-1))
 
 
 def alignment(X: Array, labels: Array, *, alpha: float = 2.0) -> Array:
@@ -93,9 +107,8 @@ def alignment(X: Array, labels: Array, *, alpha: float = 2.0) -> Array:
     if alpha == 2.0:
         da = d2
     else:
-        da = jnp.where(
-            d2 > 0, jnp.where(d2 > 0, d2, jnp.ones_like(d2)) ** (alpha / 2), jnp.zeros_like(d2)
-        )
+        # d2^(alpha/2) = exp((alpha/2) log d2), 0 at d2 = 0 (safe_log keeps the gradient finite)
+        da = jnp.where(d2 > 0, jnp.exp((alpha / 2) * safe_log(d2)), jnp.zeros_like(d2))
     cnt = jnp.sum(pos, axis=(-2, -1))
     return jnp.sum(da * pos, axis=(-2, -1)) / jnp.maximum(cnt, jnp.ones_like(cnt))
 
@@ -153,14 +166,25 @@ def active_share(z: Array, valid: Array) -> Array:
 
 
 def riemannian_grad_norm(X: Array, G: Array) -> Array:
-    r"""Frobenius norm of the Riemannian gradient :math:`\|(I - x_i x_i^\top) g_i\|` over all rows."""
+    r"""Frobenius norm of the Riemannian gradient over all rows.
+
+    .. math:: \Big(\sum_i \|(I - x_i x_i^\top) g_i\|^2\Big)^{1/2}
+    """
     return safe_norm(project_tangent(X, G).reshape(G.shape[:-2] + (-1,)))
 
 
 def is_collapsed(
     X: Array, *, cos_threshold: float = COLLAPSE_COS, rank_threshold: float = COLLAPSE_RANK
 ) -> Array:
-    r"""The collapse criterion: mean pairwise cosine > ``cos_threshold`` or effective rank < ``rank_threshold``."""
+    r"""The collapse criterion: mean pairwise cosine > ``cos_threshold`` or effective rank
+    < ``rank_threshold``.
+
+    >>> import jax.numpy as jnp, geotrip as gt
+    >>> bool(gt.is_collapsed(jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])))
+    True
+    >>> bool(gt.is_collapsed(jnp.eye(3)))
+    False
+    """
     return (mean_pairwise_cosine(X) > cos_threshold) | (effective_rank(X) < rank_threshold)
 
 

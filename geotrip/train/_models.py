@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from .._numerics import float_dtype
+from .._numerics import float_dtype, safe_div
 from .._validate import as_float_array
 from ..core._geometry import normalize, safe_norm
 
@@ -63,10 +63,16 @@ def init_mlp(key: Array, sizes: Sequence[int], *, dtype=None) -> list[dict[str, 
     return params
 
 
+def _affine(h, layer):
+    """:math:`h W + b`, the bias broadcast explicitly over the leading axes of ``h``."""
+    z = h @ layer["w"]
+    return z + layer["b"].reshape((1,) * (z.ndim - 1) + (-1,))
+
+
 def _hidden(params, x):
     h = x
     for layer in params[:-1]:
-        h = jax.nn.relu(h @ layer["w"] + layer["b"])
+        h = jax.nn.relu(_affine(h, layer))
     return h
 
 
@@ -74,7 +80,7 @@ def mlp_features(params: list[dict[str, Array]], x: Array) -> Array:
     r"""Pre-normalisation output :math:`z(x)` of the MLP, shape ``(..., d_out)``."""
     x = as_float_array(x, "x")
     last = params[-1]
-    return _hidden(params, x) @ last["w"] + last["b"]
+    return _affine(_hidden(params, x), last)
 
 
 def mlp_embed(params: list[dict[str, Array]], x: Array) -> Array:
@@ -94,7 +100,7 @@ def mlp_embed(params: list[dict[str, Array]], x: Array) -> Array:
 def cap_last_layer(
     params: list[dict[str, Array]], x_ref: Array, spread: Array | float, *, key: Array
 ) -> list[dict[str, Array]]:
-    r"""Rescale the last layer so that the embeddings of ``x_ref`` lie in a cap of radius ``spread``.
+    r"""Rescale the last layer so the embeddings of ``x_ref`` lie in a cap of radius ``spread``.
 
     With a random unit centre :math:`c` (from ``key``), the last layer becomes
 
@@ -130,7 +136,7 @@ def cap_last_layer(
     vmax = jnp.max(safe_norm(v))
     capped = spread < jnp.asarray(jnp.pi / 2, dtype)
     tan_r = jnp.tan(jnp.where(capped, spread, jnp.zeros_like(spread)))
-    alpha = tan_r / jnp.where(vmax > 0, vmax, jnp.ones_like(vmax))
+    alpha = safe_div(tan_r, vmax)  # vmax = 0 (all reference inputs map to c): alpha = 0
     new_last = {
         "w": jnp.where(capped, alpha * w_perp, last["w"]),
         "b": jnp.where(capped, c, last["b"]),
