@@ -46,3 +46,22 @@ def test_unknown_sizes_rejected():
         _latency.run(sizes={"bogus": 1})
     with pytest.raises(ValueError, match="unknown function"):
         _latency.run(sizes={"functions": ("nope",), "commands": ()})
+
+
+def test_make_figures_reports_progress_and_memory(monkeypatch, tmp_path):
+    import geotrip.figures as figs
+    from geotrip.figures._registry import FigureSpec
+
+    def make(*, out_dir, seed, quick):
+        (out_dir / "dummy.txt").write_text(f"{seed} {quick}")
+        return [out_dir / "dummy.txt"]
+
+    registry = {"dummy": FigureSpec("dummy", make, "a test figure", "test")}
+    monkeypatch.setattr(figs, "load_all", lambda: registry)
+    lines = []
+    (rec,) = figs.make_figures(out_dir=tmp_path, seed=3, quick=True, log=lines.append)
+    assert (tmp_path / "dummy.txt").read_text() == "3 True"
+    assert lines[0] == "[1/1] dummy: started" and lines[1].startswith("[1/1] dummy: 1 files")
+    assert "peak" in lines[1] and rec["files"] == 1 and rec["peak_rss_mb"] > 0
+    with pytest.raises(ValueError, match="valid: dummy"):
+        figs.make_figures(["nope"], out_dir=tmp_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from . import CLIError, add_jax_options
@@ -29,7 +28,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..figures import load_all
+    from ..figures import load_all, make_figures
 
     figs = load_all()
     if args.list:
@@ -42,8 +41,5 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"unknown figure(s) {', '.join(unknown)}; valid: {', '.join(figs)}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    for name in names:
-        t0 = time.perf_counter()
-        paths = figs[name].make(out_dir=args.out, seed=args.seed, quick=args.quick)
-        print(f"{name}: {len(paths)} files in {args.out} ({time.perf_counter() - t0:.1f} s)")
+    make_figures(names, out_dir=args.out, seed=args.seed, quick=args.quick)  # logs progress
     return 0

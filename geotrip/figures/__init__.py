@@ -7,7 +7,12 @@ figure, write a module ``_NAME.py`` that uses :func:`register_figure` and
 
 from __future__ import annotations
 
+import gc
 import importlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from ._registry import FIGURES, FigureSpec, register_figure, save_figure, save_table
 
@@ -18,6 +23,7 @@ __all__ = [
     "save_figure",
     "save_table",
     "load_all",
+    "make_figures",
     "angle_map_data",
     "plot_collapse",
 ]
@@ -49,3 +55,71 @@ def load_all() -> dict[str, FigureSpec]:
     for mod in _FIGURE_MODULES:
         importlib.import_module(mod)
     return FIGURES
+
+
+def _rss_mb() -> tuple[float | None, float]:
+    """(current, peak) resident memory of this process in MB (current: Linux only)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    try:
+        with open("/proc/self/statm") as fh:
+            current = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        current = None
+    return current, peak
+
+
+def make_figures(
+    names: Sequence[str] | None = None,
+    *,
+    out_dir: str | Path,
+    seed: int = 0,
+    quick: bool = False,
+    log: Callable[[str], None] = lambda s: print(s, flush=True),
+) -> list[dict]:
+    """Make the named figures (default: all) one after another, reporting progress.
+
+    Logs one line when each figure starts and one when it ends (files written, seconds,
+    resident memory now and the process's peak so far), and releases each figure's
+    memory (matplotlib figures, Python garbage) before the next one starts.
+
+    Returns:
+      One record per figure: ``name``, ``files``, ``seconds``, ``rss_mb``, ``peak_rss_mb``.
+
+    Raises:
+      ValueError: for an unknown figure name (the message lists the valid ones).
+    """
+    import matplotlib.pyplot as plt
+
+    figs = load_all()
+    names = list(figs) if names is None else list(names)
+    unknown = [n for n in names if n not in figs]
+    if unknown:
+        raise ValueError(f"unknown figure(s) {', '.join(unknown)}; valid: {', '.join(figs)}")
+    records = []
+    t_all = time.perf_counter()
+    for i, name in enumerate(names, 1):
+        log(f"[{i}/{len(names)}] {name}: started")
+        t0 = time.perf_counter()
+        paths = figs[name].make(out_dir=Path(out_dir), seed=seed, quick=quick)
+        seconds = time.perf_counter() - t0
+        plt.close("all")
+        gc.collect()
+        rss, peak = _rss_mb()
+        now = "" if rss is None else f"{rss:.0f} MB resident, "
+        log(
+            f"[{i}/{len(names)}] {name}: {len(paths)} files in {out_dir} ({seconds:.1f} s; "
+            f"{now}peak {peak:.0f} MB)"
+        )
+        records.append(
+            {
+                "name": name,
+                "files": len(paths),
+                "seconds": seconds,
+                "rss_mb": rss,
+                "peak_rss_mb": peak,
+            }
+        )
+    log(f"{len(names)} figure(s) in {time.perf_counter() - t_all:.1f} s")
+    return records
