@@ -201,7 +201,17 @@ def strategy_stats(X, theta, codes, strategy, losses, mats, *, rng, sample: int)
             for k in keys:
                 inter[k] += int(np.minimum(cnt[keys[0]], cnt[k]).sum())
         s = min(sample, count)
-        if s:
+        if s and count <= sample:  # every valid triplet
+            trip = np.array(
+                [
+                    (a, p, q)
+                    for a in np.flatnonzero(weights)
+                    for p in idx[(codes == codes[a]) & (idx != a)]
+                    for q in idx[codes != codes[a]]
+                ],
+                dtype=np.int64,
+            )
+        elif s:  # uniform over valid triplets, with replacement
             anchors = rng.choice(n, size=s, p=weights / weights.sum())
             trip = np.empty((s, 3), dtype=np.int64)
             trip[:, 0] = anchors
