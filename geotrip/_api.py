@@ -115,7 +115,7 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
         ),
     },
     "analyze": {
-        "_report": ("analyze", "map_at_r"),
+        "_report": ("analyze",),
         "_io": ("load_embeddings", "load_labels"),
         "_render": ("write_report",),
     },
