@@ -114,7 +114,7 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
             "run_collapse_sweep",
         ),
     },
-    "analyze": {
+    "analysis": {
         "_report": ("analyze",),
         "_io": ("load_embeddings", "load_labels"),
         "_render": ("write_report",),
