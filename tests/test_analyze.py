@@ -3,7 +3,6 @@
 import doctest
 import math
 
-import jax
 import numpy as np
 import pytest
 
@@ -25,8 +24,8 @@ def _data(seed=0, sizes=(5, 4, 6, 3), dim=5):
 def _brute_shares(U, triplets):
     """Active counts from the ambient formulas (independent of geotrip's angles)."""
     a, p, n = U[triplets[:, 0]], U[triplets[:, 1]], U[triplets[:, 2]]
-    csq = lambda x, z: np.sum((x - z) ** 2, axis=1)  # noqa: E731
-    geo = lambda x, z: np.arccos(np.clip(np.sum(x * z, axis=1), -1, 1))  # noqa: E731
+    csq = lambda x, z: np.sum((x - z) ** 2, axis=1)
+    geo = lambda x, z: np.arccos(np.clip(np.sum(x * z, axis=1), -1, 1))
     act_a = csq(a, p) - csq(a, n) + M_A > 0
     act_bs = geo(a, p) - geo(a, n) + M_A > 0
     act_bm = geo(a, p) - geo(a, n) + M_B > 0
@@ -166,6 +165,7 @@ def test_pair_angles_and_metrics(case):
     assert rep["collapse"]["mean_pairwise_cosine"] == pytest.approx(
         float(gt.mean_pairwise_cosine(U)), rel=1e-9
     )
+    assert rep["map_at_r"] == pytest.approx(_map_at_r_brute(X, y), abs=1e-12)
     assert rep["recall_at_1"] == pytest.approx(float(gt.recall_at_1(U, y.astype(np.int32))))
 
 
@@ -191,7 +191,7 @@ def _map_at_r_brute(X, y):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_map_at_r_brute_force(seed):
     X, y = _data(seed, sizes=(6, 1, 7, 4), dim=4)
-    assert gt.map_at_r(X, y) == pytest.approx(_map_at_r_brute(X, y), abs=1e-12)
+    assert _report.map_at_r(X, y) == pytest.approx(_map_at_r_brute(X, y), abs=1e-12)
 
 
 def test_map_at_r_known_value():
@@ -199,15 +199,13 @@ def test_map_at_r_known_value():
     X = np.array([[1.0, 0.0], [0.95, 0.05], [0.0, 1.0], [0.6, 0.4]])
     y = np.array([0, 0, 1, 1])
     # query 3 at 33.7 deg: nearest is 1 (18.2 deg from it) -> AP 0; query 2: nearest 3 -> 1
-    assert gt.map_at_r(X, y) == pytest.approx(_map_at_r_brute(X, y))
-    assert 0 < gt.map_at_r(X, y) < 1
+    assert _report.map_at_r(X, y) == pytest.approx(_map_at_r_brute(X, y))
+    assert 0 < _report.map_at_r(X, y) < 1
 
 
 def test_batches_mode_counts_and_memmap(tmp_path):
-    X, y = gt.clustered_batch(
-        jax.random.key(1), n_classes=6, per_class=10, dim=8, concentration=30.0
-    )
-    X = np.asarray(X, dtype=np.float32)
+    X, y = _data(1, sizes=(10, 10, 10, 10, 10, 10), dim=8)
+    X = X.astype(np.float32)
     path = tmp_path / "x.npy"
     np.save(path, X)
     mm = np.load(path, mmap_mode="r")

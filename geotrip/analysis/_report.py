@@ -62,6 +62,9 @@ def _quantiles(v, *, scale: float = 1.0) -> dict[str, Any]:
 def map_at_r(X: Any, labels: Any) -> float:
     r"""MAP@R (Musgrave, Belongie & Lim 2020) of embeddings, leave-one-out, by angle.
 
+    NumPy, float64, row-chunked (not public: the report's value; ``geotrip.train`` has a
+    JAX version).
+
     For each point :math:`i` with :math:`R_i \ge 1` other points of its class, the other
     points are ranked by angle to :math:`x_i` (ties: lowest index first) and
     :math:`\mathrm{AP@R}_i = \frac{1}{R_i}\sum_{k=1}^{R_i} \mathrm{rel}_k\,P@k`
@@ -74,9 +77,9 @@ def map_at_r(X: Any, labels: Any) -> float:
     Returns:
       A float in :math:`[0, 1]` (NaN if no class has two points).
 
-    >>> import numpy as np, geotrip as gt
+    >>> import numpy as np
     >>> X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
-    >>> gt.map_at_r(X, [0, 0, 1, 1])
+    >>> map_at_r(X, [0, 0, 1, 1])
     1.0
     """
     X = check_embeddings(X, "X")
@@ -98,21 +101,41 @@ def _jax_dtype():
     return np.float64 if jax.config.jax_enable_x64 else np.float32
 
 
-def _collapse_metrics(U: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
-    import jax.numpy as jnp
+@bounded_cache(4)
+def _metrics_fn():
+    import jax
 
     import geotrip as gt
 
+    def fn(X, y):
+        return {
+            "mean_pairwise_cosine": gt.mean_pairwise_cosine(X),
+            "effective_rank": gt.effective_rank(X),
+            "uniformity": gt.uniformity(X),
+            "alignment": gt.alignment(X, y),
+            "is_collapsed": gt.is_collapsed(X),
+            "recall_at_1": gt.recall_at_1(X, y),
+        }
+
+    return jax.jit(fn)  # one compilation instead of one per primitive
+
+
+def _collapse_metrics(U: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
+    import jax.numpy as jnp
+
     Xj = jnp.asarray(U.astype(_jax_dtype()))
     y = jnp.asarray(codes.astype(np.int32))
-    return {
-        "mean_pairwise_cosine": float(gt.mean_pairwise_cosine(Xj)),
-        "effective_rank": float(gt.effective_rank(Xj)),
-        "uniformity": float(gt.uniformity(Xj)),
-        "alignment": float(gt.alignment(Xj, y)),
-        "is_collapsed": bool(gt.is_collapsed(Xj)),
-        "recall_at_1": float(gt.recall_at_1(Xj, y)),
-    }
+    res = _metrics_fn()(Xj, y)
+    return {k: (bool(v) if k == "is_collapsed" else float(v)) for k, v in res.items()}
+
+
+@bounded_cache(4)
+def _sample_pk_fn(p: int, k: int):
+    import jax
+
+    import geotrip as gt
+
+    return jax.jit(lambda key, table, counts: gt.sample_pk(key, table, counts, p=p, k=k))
 
 
 def _pair_angles(theta: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
@@ -324,9 +347,10 @@ def analyze(
       ValueError: bad input, one line naming the problem (NaN/inf or zero rows with their
         indices, label count, fewer than 2 classes, array shape or dtype, options).
 
-    >>> import jax, geotrip as gt
-    >>> X, y = gt.clustered_batch(jax.random.key(0), n_classes=4, per_class=5, dim=8,
-    ...                           concentration=20.0)
+    >>> import numpy as np, geotrip as gt
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(20, 8)) + 3 * np.repeat(np.eye(8)[:4], 5, axis=0)
+    >>> y = np.repeat(["cat", "dog", "eel", "fox"], 5)   # string labels are fine
     >>> r = gt.analyze(X, y, strategies=("batch_all",))
     >>> r["n_points"], r["n_classes"], r["triplets"]["batch_all"]["count"]
     (20, 4, 1200)
@@ -471,7 +495,7 @@ def _run_batches(X, codes, kept, pkc, seed, rng, losses, dists, accs, max_sample
 
         it = tqdm(it, desc="batches", unit="batch")
     for b in it:
-        local = np.asarray(gt.sample_pk(jax.random.fold_in(key, b), table, cnt, p=P, k=K))
+        local = np.asarray(_sample_pk_fn(P, K)(jax.random.fold_in(key, b), table, cnt))
         ids = pool[local]
         order = np.argsort(ids)
         rows = np.empty((ids.size, X.shape[1]), dtype=np.float64)
