@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 
 import geotrip as gt
-from geotrip import _certificates as C
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _rows(X, q=12):
-    return C.format_decimal_points(X, q)
+    return gt.format_decimal_points(X, q)
 
 
 def _cert(
@@ -27,7 +26,7 @@ def _cert(
 ):
     rows = _rows(X)
     c = {
-        "format": C.CERTIFICATE_FORMAT,
+        "format": gt.CERTIFICATE_FORMAT,
         "points": rows,
         "triplets": np.asarray(t).tolist(),
         "losses": {
@@ -48,27 +47,51 @@ def _exact_points(rows):
 
 @pytest.fixture(scope="module")
 def descent_cert(tmp_path_factory):
-    res = gt.search("descent", k=2, dim=3, seed=0, progress=False)
+    res = gt.search("descent", k=2, dim=3, seed=0, restarts=32, steps=100, progress=False)
     path = tmp_path_factory.mktemp("cert") / "descent.json"
     cert = gt.certify(res, path)
     assert cert.verification.ok, cert.verification.failures
     return path, json.loads(path.read_text())
 
 
+_VERIFIER = ("certificates.py", "_format.py", "_closed_forms.py")
+
+
 def test_verifier_is_independent_of_jax_and_geotrip_numerics():
-    tree = ast.parse((ROOT / "geotrip" / "_certificates.py").read_text())
-    mods = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            mods |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            mods.add(("." * node.level) + (node.module or ""))
-    assert not any(m.startswith(("jax", ".", "geotrip")) for m in mods), mods
-    assert "grad" not in (ROOT / "geotrip" / "_certificates.py").read_text().replace(
-        "grads(", ""
-    ).replace("grad_", "").replace("gradient", "").replace("Grad", "").replace("GRAD", "").replace(
-        "_grad", ""
+    """The verifier and what it imports: only the standard library, NumPy, mpmath and each
+    other; no autodiff (no "grad" beyond the names of the closed-form gradients)."""
+    allowed_relative = {"." + f.removesuffix(".py") for f in _VERIFIER}
+    for name in _VERIFIER:
+        text = (ROOT / "geotrip" / "search" / name).read_text()
+        mods = set()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Import):
+                mods |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                mods.add(("." * node.level) + (node.module or ""))
+        bad = {m for m in mods if m.startswith(("jax", "geotrip", "..")) or m == "."}
+        bad |= {m for m in mods if m.startswith(".") and m not in allowed_relative}
+        assert not bad, (name, bad)
+        for word in ("grads(", "grad_", "gradient", "Grad", "GRAD", "_grad"):
+            text = text.replace(word, "")
+        assert "grad" not in text, name
+
+
+def test_cli_verify_imports_no_jax():
+    """``geotrip verify`` runs without importing JAX (checked with -X importtime)."""
+    cert = ROOT / "figures" / "certificates" / "angle_k2_d3.json"
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "geotrip", "verify", str(cert)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "certificate verified" in out.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()]
+    assert "geotrip.search.certificates" in imported
+    jax_mods = [m for m in imported if m == "jax" or m.startswith(("jax.", "jaxlib"))]
+    assert not jax_mods, jax_mods[:5]
 
 
 @pytest.mark.parametrize(
@@ -218,7 +241,7 @@ def test_hinge_boundary_is_not_certifiable():
 def test_coincident_pair_is_not_certifiable():
     rows = [["1", "0", "0"], ["1", "0", "0"], ["0", "1", "0"]]
     cert = {
-        "format": C.CERTIFICATE_FORMAT,
+        "format": gt.CERTIFICATE_FORMAT,
         "points": rows,
         "triplets": [[0, 1, 2]],
         "losses": {
@@ -232,38 +255,37 @@ def test_coincident_pair_is_not_certifiable():
     assert any("coincident or antipodal" in f for f in res.failures)
 
 
+_HEAD = '{"format": "geotrip-certificate/1", '
+_P3 = '"points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
+_CHORDS = (
+    '"losses": {"A": {"distance": "chord", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
+)
+
+
 @pytest.mark.parametrize(
     "text, needle",
     [
-        ('{"format": "geotrip-certificate/1", "points": [["1", "0"', "not valid JSON"),
+        (_HEAD + '"points": [["1", "0"', "not valid JSON"),
         ("[1, 2, 3]", "JSON object"),
         ('{"format": "other"}', "unknown certificate format"),
         (
-            '{"format": "geotrip-certificate/1", "points": [["1","0"]], "triplets": [[0,1,2]], "losses": {}, '
+            _HEAD + '"points": [["1","0"]], "triplets": [[0,1,2]], "losses": {}, '
             '"claims": {"loss_A": 0}}',
             "index outside",
         ),
         (
-            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["x","1"]], "triplets": [[0,1,2]], '
+            _HEAD + '"points": [["1","0"],["0","1"],["x","1"]], "triplets": [[0,1,2]], '
             '"losses": {}, "claims": {"loss_A": 0}}',
             "decimal number",
         ),
         (
-            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
-            '"losses": {"A": {"distance": "euclid", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
-            '"claims": {"loss_A": 0}}',
+            _HEAD + _P3 + '"losses": {"A": {"distance": "euclid", "margin": 1}, '
+            '"B": {"distance": "chord", "margin": 1}}, "claims": {"loss_A": 0}}',
             "valid: chord_sq",
         ),
+        (_HEAD + _P3 + _CHORDS + '"claims": {"angle_deg": NaN}}', "must be finite"),
         (
-            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
-            '"losses": {"A": {"distance": "chord", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
-            '"claims": {"angle_deg": NaN}}',
-            "must be finite",
-        ),
-        (
-            '{"format": "geotrip-certificate/1", "points": [["1","0"],["0","1"],["1","1"]], "triplets": [[0,1,2]], '
-            '"losses": {"A": {"distance": "chord", "margin": 1}, "B": {"distance": "chord", "margin": 1}}, '
-            '"claims": {"loss_A": 0}, "assertions": ["rm -rf > 1"]}',
+            _HEAD + _P3 + _CHORDS + '"claims": {"loss_A": 0}, "assertions": ["rm -rf > 1"]}',
             "cannot read assertion",
         ),
     ],

@@ -11,6 +11,10 @@ import pytest
 
 import geotrip as gt
 
+# One budget for every descent search of the fast tests (and the CLI test): the compiled
+# search is then reused within the process.
+BUDGET = dict(restarts=32, steps=100)
+
 
 def test_structures():
     t = gt.triplet_structure("shared_anchor", 3)
@@ -63,6 +67,10 @@ def test_cli_search_descent_k2_d3(tmp_path, capsys):
             "3",
             "--seed",
             "0",
+            "--restarts",
+            "32",
+            "--steps",
+            "100",
             "--out",
             str(out),
             "--no-progress",
@@ -79,13 +87,12 @@ def test_cli_search_descent_k2_d3(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_search_descent_k2_d3_under_a_minute_from_cold_caches(tmp_path, capsys):
-    """The issue's budget (run on demand: pytest -m slow); clearing JAX's caches slows later tests."""
-    from geotrip import _search
+    """The issue's budget (run on demand: pytest -m slow).
+
+    Clearing JAX's caches slows later tests, hence slow."""
     from geotrip.cli import main
 
-    for cache in (_search._COMPILED, _search._OBJECTIVES_CACHE, _search._DD_CACHE):
-        cache.clear()
-    jax.clear_caches()
+    gt.clear_caches()
     out = tmp_path / "c.json"
     t0 = time.perf_counter()
     rc = main(
@@ -110,33 +117,77 @@ def test_cli_search_descent_k2_d3_under_a_minute_from_cold_caches(tmp_path, caps
     assert elapsed < 60
 
 
-def test_objectives_are_nan_free_at_degenerate_configurations():
-    t = gt.triplet_structure("shared_anchor", 2)
+def _degenerate():
     coincident = jnp.tile(jnp.array([[1.0, 0.0, 0.0]]), (5, 1))
     inactive = jnp.array([[1.0, 0, 0], [1.0, 0, 0], [-1.0, 0, 0], [0, 1.0, 0], [0, -1.0, 0]])
-    for obj in (
-        "descent",
-        "raw",
-    ):  # "angle" shares the descent surrogate; "active" has no nested gradient
-        f, score, valid = gt.objective_function(obj, t)
-        gf = jax.jit(jax.grad(f))
-        for X in (coincident, inactive):
-            g = gf(X)
-            assert np.all(np.isfinite(np.asarray(g))), obj
-            assert np.isfinite(float(f(X))), obj
-            assert not bool(valid(X))
+    return coincident, inactive
+
+
+def _check_nan_free(obj):
+    f, score, valid = gt.objective_function(obj, gt.triplet_structure("shared_anchor", 2))
+    gf = jax.jit(jax.grad(f))
+    for X in _degenerate():
+        g = gf(X)
+        assert np.all(np.isfinite(np.asarray(g))), obj
+        assert np.isfinite(float(f(X))), obj
+        assert not bool(valid(X))
+
+
+def test_objectives_are_nan_free_at_degenerate_configurations():
+    # "angle" shares the descent surrogate; "active" has no nested gradient; "raw": slow set
+    _check_nan_free("descent")
     # a search started from a fully collapsed configuration stays finite
-    r = gt.search("descent", k=2, dim=3, init=np.asarray(coincident), progress=False)
+    coincident, _ = _degenerate()
+    r = gt.search("descent", k=2, dim=3, init=np.asarray(coincident), progress=False, **BUDGET)
     assert np.all(np.isfinite(r.points))
+
+
+@pytest.mark.slow
+def test_raw_objective_is_nan_free_at_degenerate_configurations():
+    _check_nan_free("raw")
+
+
+def test_active_objective_scales_by_range_max():
+    """The active-set score scales each hinge argument by the distance's g(pi), also for a
+    user distance (it used to fall back silently to 1)."""
+    cube = gt.make_distance("geodesic_cube", lambda t: t**3)
+    t = gt.triplet_structure("shared_anchor", 2)
+    X = np.asarray(gt.normalize(jax.random.normal(jax.random.key(3), (5, 3))))
+    for dists, margins in (
+        (("chord_sq", "geodesic"), (0.2, 0.1)),
+        (("geodesic", cube), (0.3, 2.0)),
+    ):
+        _, score, _ = gt.objective_function("active", t, distances=dists, margins=margins)
+        D = [gt.distance(d) for d in dists]
+        theta = lambda i, j: np.arccos(np.clip(X[i] @ X[j], -1, 1))
+        z = np.array(
+            [
+                [float(d.profile(theta(a, p)) - d.profile(theta(a, n))) + m for a, p, n in t]
+                for d, m in zip(D, margins)
+            ]
+        )
+        z = z / np.array([[D[0].range_max], [D[1].range_max]])
+        r = np.maximum(np.minimum(z[0], -z[1]), np.minimum(-z[0], z[1]))
+        expect = np.mean(np.minimum(r, 0.05)) / 0.05
+        assert float(score(jnp.asarray(X))) == pytest.approx(expect, abs=1e-9)
+    assert cube.range_max == pytest.approx(np.pi**3)
+
+
+def test_objective_cache_is_bounded_and_clearable():
+    t = gt.triplet_structure("chain", 2)
+    f1 = gt.objective_function("active", t, margins=(0.25, 0.1))
+    assert gt.objective_function("active", t, margins=(0.25, 0.1)) is f1
+    assert gt.clear_caches() >= 3
+    assert gt.objective_function("active", t, margins=(0.25, 0.1)) is not f1
 
 
 @pytest.fixture(scope="module")
 def descent_result():
-    return gt.search("descent", k=2, dim=3, seed=0, progress=False)
+    return gt.search("descent", k=2, dim=3, seed=0, progress=False, **BUDGET)
 
 
 def test_search_is_deterministic_and_agrees_with_core(descent_result):
-    r2 = gt.search("descent", k=2, dim=3, seed=0, progress=False)
+    r2 = gt.search("descent", k=2, dim=3, seed=0, progress=False, **BUDGET)
     np.testing.assert_array_equal(descent_result.points, r2.points)
     r = descent_result
     assert r.value > 0  # a descent disagreement: obtuse gradient angle
@@ -147,12 +198,14 @@ def test_search_is_deterministic_and_agrees_with_core(descent_result):
     assert float(dd["slope/B_along_A"]) > 0
 
 
+@pytest.mark.slow
 def test_k1_search_stays_below_the_bound():
-    r"""For one triplet, cos(G_A, G_B) = (1+r) sqrt(2-c) / (2 sqrt(1+r^2-rc)) >= 1/2 (r = w_n/w_p, c = cos psi),
+    r"""For one triplet, cos(G_A, G_B) = (1+r) sqrt(2-c) / (2 sqrt(1+r^2-rc)) >= 1/2
+    (r = w_n/w_p, c = cos psi),
 
     so the chord_sq-vs-geodesic angle is < 60 degrees, below the 90-degree theorem of the core.
     """
-    r = gt.search("angle", k=1, dim=3, seed=1, restarts=128, steps=300, progress=False)
+    r = gt.search("angle", k=1, dim=3, seed=1, progress=False, **BUDGET)
     assert 50 < r.value < 60
     assert np.nanmax(r.values) < 60
     c = gt.certify(r)
@@ -161,21 +214,7 @@ def test_k1_search_stays_below_the_bound():
     assert c.verification.values["angle_deg"] < 60
 
 
-def test_active_raw_and_custom_objectives():
-    r = gt.search("active", k=2, dim=3, seed=0, restarts=32, steps=100, progress=False)
-    assert r.value > 0.5
-    c = gt.certify(r)
-    assert c.verification.ok, c.verification.failures
-    assert any(a.startswith("active_disagreement >") for a in c.content["assertions"])
-    # Raw gradients add only radial parts (orthogonal to the tangent ones): <R_A, R_B> = <G_A, G_B> for
-    # chord_sq vs geodesic and |R_A| >= |G_A|, so |cos| shrinks: an acute Riemannian angle (always, for
-    # k = 1) looks *wider* in raw gradients. The raw objective (Riemannian minus raw angle) is <= 0 here.
-    r = gt.search("raw", k=1, dim=3, seed=0, restarts=32, steps=100, progress=False)
-    assert -90 < r.value <= 1e-9
-    c = gt.certify(r)
-    assert c.verification.ok, c.verification.failures
-    assert c.content["claims"]["raw_angle_deg"] >= c.content["claims"]["angle_deg"] - 1e-9
-
+def test_custom_objective():
     def spread(X, t):  # maximise the anchor-negative distance of the first triplet
         return -jnp.sum(X[t[0, 0]] * X[t[0, 2]])
 
@@ -183,8 +222,27 @@ def test_active_raw_and_custom_objectives():
     assert r.value == pytest.approx(1.0, abs=1e-3)
 
 
+@pytest.mark.slow
+def test_active_and_raw_objectives():
+    r = gt.search("active", k=2, dim=3, seed=0, restarts=32, steps=100, progress=False)
+    assert r.value > 0.5
+    c = gt.certify(r)
+    assert c.verification.ok, c.verification.failures
+    assert any(a.startswith("active_disagreement >") for a in c.content["assertions"])
+    # Raw gradients add only radial parts (orthogonal to the tangent ones): <R_A, R_B> = <G_A, G_B>
+    # for chord_sq vs geodesic and |R_A| >= |G_A|, so |cos| shrinks: an acute Riemannian angle
+    # (always, for k = 1) looks *wider* in raw gradients. The raw objective (Riemannian minus raw
+    # angle) is <= 0 here.
+    r = gt.search("raw", k=1, dim=3, seed=0, restarts=32, steps=100, progress=False)
+    assert -90 < r.value <= 1e-9
+    c = gt.certify(r)
+    assert c.verification.ok, c.verification.failures
+    assert c.content["claims"]["raw_angle_deg"] >= c.content["claims"]["angle_deg"] - 1e-9
+
+
+@pytest.mark.slow
 def test_simplify_and_certify(descent_result):
-    s = gt.simplify(descent_result, restarts=16, steps=100)
+    s = gt.simplify(descent_result, restarts=8, steps=50)
     assert s.k == 2  # one triplet can never disagree (k=1 bound)
     assert s.dim <= 3
     c = gt.certify(s)

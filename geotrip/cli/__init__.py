@@ -30,7 +30,12 @@ class CLIError(Exception):
 
 
 def _setup_jax(args: argparse.Namespace) -> None:
-    """Apply --platform and --x64 before JAX creates any array."""
+    """Apply --platform and --x64 before JAX creates any array.
+
+    Subcommands without these options (``verify``) do not import JAX at all.
+    """
+    if not hasattr(args, "platform") and not hasattr(args, "x64"):
+        return
     platform = getattr(args, "platform", None)
     if platform and platform != "auto":
         os.environ["JAX_PLATFORMS"] = platform
@@ -63,7 +68,9 @@ def add_jax_options(
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; with ``command``, only that subcommand's module is imported, so a
+    light command (``verify``) does not load the heavy ones (JAX) to build the parser."""
     parser = argparse.ArgumentParser(
         prog="geotrip",
         description="Gradient geometry of triplet losses on the unit hypersphere (JAX).",
@@ -74,13 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in _COMMAND_MODULES:
-        importlib.import_module(mod).register(sub)
+        if command is None or mod.rpartition("._")[2] == command:
+            importlib.import_module(mod).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a failed check, 2 a usage error)."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names = {m.rpartition("._")[2] for m in _COMMAND_MODULES}
+    parser = build_parser(argv[0] if argv and argv[0] in names else None)
     args = parser.parse_args(argv)
     _setup_jax(args)
     try:

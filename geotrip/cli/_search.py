@@ -12,11 +12,12 @@ from . import CLIError, add_jax_options
 def register(sub) -> None:
     p = sub.add_parser(
         "search",
-        help="search for a counterexample (gradient angle, descent/active/raw disagreement) and certify it",
+        help="search for a counterexample (gradient angle, descent/active/raw disagreement) "
+        "and certify it",
         description=(
-            "Riemannian gradient ascent from many random restarts on (S^{d-1})^n, then rounding to short "
-            "decimals, a certificate (JSON) and its independent verification. Exit status 0 when the "
-            "certificate verifies, 1 when it does not."
+            "Riemannian gradient ascent from many random restarts on (S^{d-1})^n, then "
+            "rounding to short decimals, a certificate (JSON) and its independent "
+            "verification. Exit status 0 when the certificate verifies, 1 when it does not."
         ),
     )
     p.add_argument(
@@ -81,7 +82,7 @@ def register(sub) -> None:
 
 
 def _structure(spec: str, k: int):
-    from ..search._search import triplet_structure
+    from ..search import triplet_structure
 
     if spec.startswith("labeled:"):
         try:
@@ -107,7 +108,7 @@ def _structure(spec: str, k: int):
 
 
 def _objective(spec: str):
-    from ..search._search import OBJECTIVES
+    from ..search import OBJECTIVES
 
     if spec in OBJECTIVES:
         return spec
@@ -126,8 +127,7 @@ def _objective(spec: str):
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from ..search._search import certify, search, simplify
-    from ..search.certificates import CertificateError
+    from ..search import CertificateError, certify, search, simplify
 
     if not jax.config.jax_enable_x64:
         raise CLIError("certificates need float64; do not pass --no-x64")
@@ -161,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             res = simplify(res)
             print(
-                f"simplified: k={res.k}, d={res.dim}, value {res.value:.6g} ({'; '.join(res.notes) or 'no change'})"
+                f"simplified: k={res.k}, d={res.dim}, value {res.value:.6g} "
+                f"({'; '.join(res.notes) or 'no change'})"
             )
         except ValueError as exc:
             print(f"not simplified: {exc}")
@@ -173,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
     ver = cert.verification
     status = "verified" if ver.ok else "REJECTED by the verifier"
     print(
-        f"certificate {args.out} ({cert.decimals} decimals, {len(cert.content['assertions'])} assertions): "
+        f"certificate {args.out} ({cert.decimals} decimals, "
+        f"{len(cert.content['assertions'])} assertions): "
         f"{status} independently in float64 and mpmath; {cert.content['statement']}"
     )
     for line in ver.failures:

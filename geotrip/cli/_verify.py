@@ -10,12 +10,13 @@ from pathlib import Path
 def register(sub) -> None:
     p = sub.add_parser(
         "verify",
-        help="re-check counterexample certificates in float64 and mpmath (independent of the search code)",
+        help="re-check counterexample certificates in float64 and mpmath "
+        "(independent of the search code)",
         description=(
-            "Recompute every claim of each certificate from its exactly re-normalised decimal points with "
-            "plain closed forms, in float64 (NumPy) and in mpmath at 50 digits, and check every assertion "
-            "with a margin of safety. Exit status: 0 all verified, 1 a claim failed, 2 an unreadable or "
-            "malformed file."
+            "Recompute every claim of each certificate from its exactly re-normalised decimal "
+            "points with plain closed forms, in float64 (NumPy) and in mpmath at 50 digits, and "
+            "check every assertion with a margin of safety. Exit status: 0 all verified, 1 a "
+            "claim failed, 2 an unreadable or malformed file. Imports no JAX."
         ),
     )
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="certificate JSON files")

@@ -1,4 +1,5 @@
-"""Counterexample figures: the largest gradient angles found, and the smallest certified descent disagreement.
+"""Counterexample figures: the largest gradient angles found, and the smallest certified
+descent disagreement.
 
 Both figures write their certificates under ``OUT/certificates/`` and verify them with the
 independent verifier; a figure fails loudly if a certificate does not verify.
@@ -19,9 +20,10 @@ _MARGINS = (0.2, 0.2)
 def angle_table(
     ks, dims, *, restarts: int, steps: int, seed: int, cert_dir: Path | None
 ) -> list[dict]:
-    """Largest Riemannian gradient angle (chord_sq vs geodesic) for k shared-anchor triplets in each d.
+    """Largest Riemannian gradient angle (chord_sq vs geodesic), k shared-anchor triplets, each d.
 
-    Each best configuration is rounded, certified and verified (certificate ``angle_k{k}_d{d}.json``).
+    Each best configuration is rounded, certified and verified (certificate
+    ``angle_k{k}_d{d}.json``).
     """
     import geotrip as gt
 
@@ -63,7 +65,7 @@ def angle_table(
 @register_figure(
     "counterexample_angles",
     group="counterexamples",
-    description="largest certified chord_sq-vs-geodesic gradient angle for k shared-anchor triplets",
+    description="largest certified chord_sq-vs-geodesic gradient angle, k shared-anchor triplets",
 )
 def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
@@ -170,7 +172,8 @@ def smallest_descent(*, seed: int, quick: bool):
 @register_figure(
     "counterexample_descent",
     group="counterexamples",
-    description="smallest certified descent disagreement: points, both gradient fields, losses along the step",
+    description="smallest certified descent disagreement: points, both gradient fields, "
+    "losses along the step",
 )
 def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import jax.numpy as jnp
@@ -270,7 +273,8 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
             f"k = {t.shape[0]} triplets on S$^{{{d - 1}}}$"
             + (" (drawn in S$^2$)" if d < 3 else "")
             + f": gradient angle {doc['claims']['angle_deg']:.2f}°\n"
-            "green: anchor–positive, red: anchor–negative; arrows: unit descent directions (scaled)",
+            "green: anchor–positive, red: anchor–negative; "
+            "arrows: unit descent directions (scaled)",
             fontsize=9,
         )
     ax2 = fig.add_subplot(1, 2, 2)
