@@ -37,7 +37,23 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def _check_magic(path: Path, kind: str) -> None:
+    """Reject a file that is not what its suffix says before NumPy guesses (as a pickle)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    want = b"\x93NUMPY" if kind == "npy" else b"PK"
+    if head.startswith(want) or (kind == "npy" and head.startswith(b"PK")):
+        return
+    if head[:1] == b"\x80":
+        raise ValueError(f"{path}: is a Python pickle, not a .{kind} file; geotrip never unpickles")
+    raise ValueError(f"{path}: not a readable .{kind} file (bad header)")
+
+
 def _open_npy(path: Path) -> np.ndarray:
+    _check_magic(path, "npy")
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
@@ -57,6 +73,7 @@ def _open_npy(path: Path) -> np.ndarray:
 
 
 def _open_npz(path: Path, key: str | None) -> np.ndarray:
+    _check_magic(path, "npz")
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files)
