@@ -6,6 +6,9 @@ through. The fix (JAX FAQ, "Gradients contain NaN where using where"; optax
 ``safe_norm``) is to also replace the *input* of ``f`` at the bad points by a harmless
 value. Every guard below does that, so its value and its gradient are finite
 everywhere, with the convention stated in each docstring.
+
+The guards replace only the *singular* points (zero, or a non-positive argument), never
+a NaN: a NaN input gives a NaN output, so bad data cannot turn into a plausible number.
 """
 
 from __future__ import annotations
@@ -33,16 +36,20 @@ def float_dtype(dtype=None):
 
 
 def safe_sqrt(q: jax.Array) -> jax.Array:
-    r""":math:`\sqrt{\max(q, 0)}`, with value and gradient 0 where :math:`q \le 0`."""
+    r""":math:`\sqrt{\max(q, 0)}`, with value and gradient 0 where :math:`q \le 0`.
+
+    NaN stays NaN."""
     pos = q > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, q, jnp.ones_like(q))), jnp.zeros_like(q))
+    out = jnp.where(pos, jnp.sqrt(jnp.where(pos, q, jnp.ones_like(q))), jnp.zeros_like(q))
+    return jnp.where(jnp.isnan(q), q, out)
 
 
 def safe_div(num: jax.Array, den: jax.Array, *, fill=0.0) -> jax.Array:
     r""":math:`\mathrm{num}/\mathrm{den}` where :math:`\mathrm{den} \ne 0`, else ``fill``.
 
     The gradient is finite everywhere (0 with respect to both arguments where
-    ``den == 0``). Shapes broadcast; the result has the promoted dtype.
+    ``den == 0``). A NaN denominator gives NaN (it is not zero). Shapes broadcast; the
+    result has the promoted dtype.
     """
     nz = den != 0
     out = num / jnp.where(nz, den, jnp.ones_like(den))
@@ -50,9 +57,12 @@ def safe_div(num: jax.Array, den: jax.Array, *, fill=0.0) -> jax.Array:
 
 
 def safe_log(x: jax.Array) -> jax.Array:
-    r""":math:`\log x` where :math:`x > 0`, else 0 (so :math:`x \log x \to 0` at 0)."""
+    r""":math:`\log x` where :math:`x > 0`, else 0 (so :math:`x \log x \to 0` at 0).
+
+    NaN stays NaN."""
     pos = x > 0
-    return jnp.where(pos, jnp.log(jnp.where(pos, x, jnp.ones_like(x))), jnp.zeros_like(x))
+    out = jnp.where(pos, jnp.log(jnp.where(pos, x, jnp.ones_like(x))), jnp.zeros_like(x))
+    return jnp.where(jnp.isnan(x), x, out)
 
 
 def safe_norm(x: jax.Array, *, axis: int = -1, keepdims: bool = False) -> jax.Array:
@@ -63,7 +73,7 @@ def safe_norm(x: jax.Array, *, axis: int = -1, keepdims: bool = False) -> jax.Ar
 
     The value at ``x = 0`` is 0 and its gradient there is 0 by convention (a
     subgradient). Vectors whose squared norm underflows (below about 1e-38 in
-    float32) count as zero.
+    float32) count as zero. A vector with a NaN entry has norm NaN.
 
     Args:
       x: array of shape ``(..., d)``.
@@ -79,5 +89,7 @@ def safe_norm(x: jax.Array, *, axis: int = -1, keepdims: bool = False) -> jax.Ar
     5.0
     >>> jax.grad(safe_norm)(jnp.zeros(3)).tolist()
     [0.0, 0.0, 0.0]
+    >>> float(safe_norm(jnp.array([jnp.nan, 0.0])))
+    nan
     """
     return safe_sqrt(jnp.sum(x * x, axis=axis, keepdims=keepdims))

@@ -2,6 +2,12 @@
 
 Each subcommand lives in its own module ``geotrip/cli/_NAME.py`` exposing
 ``register(subparsers)``, which adds a parser whose ``func(args) -> int`` runs it.
+
+User errors (:class:`CLIError`, ``ValueError``, ``TypeError`` and file-system errors
+such as a missing input or an unwritable ``--out``) are reported as one line
+``geotrip COMMAND: error: ...`` with exit status 2, never as a Python traceback;
+``--debug`` (anywhere on the command line) re-raises them with the traceback.
+Subcommands that write into a folder call :func:`check_out_dir` *before* computing.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ import argparse
 import importlib
 import os
 import sys
+import tempfile
+from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "add_jax_options", "check_out_dir", "CLIError"]
 
 # One line per subcommand module.
 _COMMAND_MODULES = (
@@ -50,21 +58,70 @@ def _setup_jax(args: argparse.Namespace) -> None:
     enable_compilation_cache()  # off with GEOTRIP_NO_COMPILATION_CACHE=1
 
 
+def check_out_dir(path, *, option: str = "--out", create: bool = True) -> Path:
+    """Check, before any computation, that ``path`` is (or can be) a writable folder.
+
+    Creates the folder (and its parents) when ``create``, then proves it is writable by
+    creating and removing a temporary file in it (``os.access`` is not enough: it says
+    yes to root and knows nothing of read-only file systems).
+
+    Returns:
+      ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+      CLIError: one line naming ``option``, the path and the reason (an existing file,
+        a parent that is a file, permission denied, a read-only file system, ...).
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{option} {out}: exists and is not a directory")
+    if not out.exists():
+        if not create:
+            raise CLIError(f"{option} {out}: no such directory")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CLIError(
+                f"{option} {out}: cannot create the directory ({exc.strerror or exc})"
+            ) from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".geotrip-write-test-"):
+            pass
+    except OSError as exc:
+        raise CLIError(f"{option} {out}: not writable ({exc.strerror or exc})") from None
+    return out
+
+
+_X64_WHY = {
+    True: "float64: reference-quality numbers for the geometry",
+    False: "float32, JAX's default: faster, and what training code uses",
+}
+
+
 def add_jax_options(
-    parser: argparse.ArgumentParser, *, default_platform: str = "cpu", x64: bool = False
+    parser: argparse.ArgumentParser,
+    *,
+    default_platform: str = "cpu",
+    x64: bool = False,
+    x64_why: str | None = None,
 ) -> None:
-    """Add the common ``--platform`` and ``--x64`` options to a subcommand parser."""
+    """Add the common ``--platform`` and ``--x64`` options to a subcommand parser.
+
+    ``x64_why`` says in the help why this subcommand's default is what it is (the
+    defaults differ between subcommands); a generic reason is used without it.
+    """
     parser.add_argument(
         "--platform",
         choices=("cpu", "gpu", "cuda", "rocm", "tpu", "auto"),
         default=default_platform,
         help=f"JAX platform to run on (default: {default_platform}; 'auto' lets JAX choose)",
     )
+    why = x64_why or _X64_WHY[bool(x64)]
     parser.add_argument(
         "--x64",
         action=argparse.BooleanOptionalAction,
         default=x64,
-        help=f"enable float64 in JAX (default: {'on' if x64 else 'off'})",
+        help=f"enable float64 in JAX (default for this command: {'on' if x64 else 'off'}, {why})",
     )
 
 
@@ -78,6 +135,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"geotrip {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the Python traceback of an error (accepted anywhere on the command line)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for mod in _COMMAND_MODULES:
@@ -86,22 +148,42 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+_USER_ERRORS = (CLIError, ValueError, TypeError, OSError)
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename is not None else ""
+        return f"{exc.strerror}{':' if where else ''}{where}"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 1 a failed check, 2 a usage error)."""
+    """Run the CLI; returns the exit status (0 ok, 1 a failed check, 2 a usage error).
+
+    A user error prints one line (``geotrip COMMAND: error: ...``) and returns 2; with
+    ``--debug`` it is re-raised with its traceback.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     names = {m.rpartition("._")[2] for m in _COMMAND_MODULES}
     parser = build_parser(argv[0] if argv and argv[0] in names else None)
     args = parser.parse_args(argv)
-    _setup_jax(args)
+    args.debug = debug
     try:
+        _setup_jax(args)
         return int(args.func(args) or 0)
-    except CLIError as exc:
-        print(f"geotrip {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"geotrip {args.command}: error: {exc}", file=sys.stderr)
+    except _USER_ERRORS as exc:
+        if debug:
+            raise
+        hint = "" if isinstance(exc, CLIError) else " (run with --debug for the traceback)"
+        print(f"geotrip {args.command}: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if debug:
+            raise
         print("interrupted", file=sys.stderr)
         return 130
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import CLIError, add_jax_options
+from . import CLIError, add_jax_options, check_out_dir
 
 
 def register(sub) -> None:
@@ -15,7 +15,12 @@ def register(sub) -> None:
         description="Regenerate every registered figure (or those named with --only) into --out.",
     )
     p.add_argument(
-        "--out", type=Path, default=Path("figures"), help="output folder (default: figures/)"
+        "--out",
+        type=Path,
+        default=Path("figures"),
+        help="output folder (default: figures/ in the current directory: run from the "
+        "repository root, this OVERWRITES the committed figures, data and certificates; "
+        "pass another folder to compare with them)",
     )
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these figures (see --list)")
     p.add_argument("--list", action="store_true", help="list the figures and exit")
@@ -23,7 +28,13 @@ def register(sub) -> None:
     p.add_argument(
         "--quick", action="store_true", help="smaller grids and budgets (for tests and previews)"
     )
-    add_jax_options(p, default_platform="cpu", x64=True)
+    add_jax_options(
+        p,
+        default_platform="cpu",
+        x64=True,
+        x64_why="the geometry figures and certificates are computed in float64; "
+        "the training figures run in float32 either way",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"unknown figure(s) {', '.join(unknown)}; valid: {', '.join(figs)}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    check_out_dir(args.out)  # before any computation
     make_figures(names, out_dir=args.out, seed=args.seed, quick=args.quick)  # logs progress
     return 0

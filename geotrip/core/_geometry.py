@@ -4,7 +4,8 @@ Every function here is pure, batches over leading axes (with NumPy broadcasting
 between its arguments), works under ``jit``, ``vmap`` and ``grad``, keeps the
 floating dtype of its inputs, and has a finite gradient everywhere, including at
 zero vectors and at coincident or antipodal points (the conventions are stated in
-each docstring).
+each docstring). NaN or inf entries are never replaced by a convention: they give NaN
+(see :func:`angle`); shapes are checked (vectors of one length ``d >= 1``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from .._numerics import safe_div, safe_norm, safe_sqrt
-from .._validate import as_float_array
+from .._validate import check_vector_pair, check_vectors
 
 __all__ = [
     "safe_norm",
@@ -33,14 +34,25 @@ def normalize(x: jax.Array) -> jax.Array:
     ``grad`` through ``normalize`` is finite everywhere. Its vector-Jacobian
     product is :math:`v \mapsto (I - \hat x \hat x^\top) v / \|x\|`, the tangent
     projection scaled by :math:`1/\|x\|` (see :func:`geotrip.normalize_vjp`).
+    A vector with a NaN entry maps to NaN (not to 0), and so does one with an infinite
+    entry (:math:`\infty/\infty`).
 
     Args:
-      x: array of shape ``(..., d)``.
+      x: array of shape ``(..., d)``, ``d >= 1``.
 
     Returns:
       Array of shape ``(..., d)``, dtype of ``x``.
+
+    Raises:
+      TypeError: for a non-floating input. ValueError: for a scalar or ``d = 0``.
+
+    >>> import jax.numpy as jnp, geotrip as gt
+    >>> gt.normalize(jnp.array([3.0, 4.0])).tolist(), gt.normalize(jnp.zeros(2)).tolist()
+    ([0.6, 0.8], [0.0, 0.0])
+    >>> gt.normalize(jnp.array([jnp.nan, 1.0])).tolist()
+    [nan, nan]
     """
-    x = as_float_array(x, "x")
+    x = check_vectors(x, "x")
     return safe_div(x, safe_norm(x, keepdims=True))
 
 
@@ -60,8 +72,7 @@ def project_tangent(x: jax.Array, v: jax.Array) -> jax.Array:
     Returns:
       Array of the broadcast shape ``(..., d)``.
     """
-    x = as_float_array(x, "x")
-    v = as_float_array(v, "v")
+    x, v = check_vector_pair(x, v, ("x", "v"))
     return v - jnp.sum(x * v, axis=-1, keepdims=True) * x
 
 
@@ -97,16 +108,25 @@ def angle(x: jax.Array, y: jax.Array) -> jax.Array:
     * a zero vector: the angle is :math:`\pi/2` (as for :math:`\arccos(x\cdot y)`
       with :math:`x\cdot y = 0`), with gradient 0.
 
+    Bad values are not conventions: a NaN or infinite entry gives NaN (never
+    :math:`\pi/2` or 0). Shapes are checked: both inputs need a non-empty vector axis
+    of the same length ``d`` and broadcastable leading shapes; empty *leading* axes
+    give an empty result.
+
     Elsewhere the gradient is the exact one,
     :math:`\nabla_x\theta = -P_x\hat y/(\|x\|\sin\theta)`, which is tangent to the
     sphere at ``x`` (the angle is scale invariant).
 
     Args:
-      x: array of shape ``(..., d)``.
-      y: array broadcastable with ``x``.
+      x: array of shape ``(..., d)``, ``d >= 1``.
+      y: array of shape ``(..., d)`` broadcastable with ``x``.
 
     Returns:
       Angles of the broadcast leading shape ``(...)``, dtype of the inputs.
+
+    Raises:
+      TypeError: non-floating inputs. ValueError: scalars, ``d = 0``, different ``d``
+      or leading shapes that do not broadcast (messages name ``x``/``y`` and the shapes).
 
     >>> import jax.numpy as jnp, geotrip as gt
 
@@ -115,20 +135,25 @@ def angle(x: jax.Array, y: jax.Array) -> jax.Array:
 
     >>> float(gt.angle(jnp.array([1.0, 0.0]), jnp.array([-1.0, 0.0])))
     3.141592653589793
+
+    >>> float(gt.angle(jnp.array([1.0, jnp.nan]), jnp.array([1.0, 0.0])))
+    nan
     """
-    x = as_float_array(x, "x")
-    y = as_float_array(y, "y")
+    x, y = check_vector_pair(x, y)
     d = x - y
     s = x + y
     nx = safe_norm(x)
     ny = safe_norm(y)
-    both = (nx > 0) & (ny > 0)
+    # a zero vector is the only convention; NaN norms (NaN or inf entries) stay NaN
+    both = ~((nx == 0) | (ny == 0))
     dr = safe_div(jnp.sum(d * s, axis=-1), jnp.where(both, nx + ny, jnp.zeros_like(nx)))
     dr2 = dr * dr
     sin_half = safe_sqrt(jnp.sum(d * d, axis=-1) - dr2)
     cos_half = safe_sqrt(jnp.sum(s * s, axis=-1) - dr2)
     theta = 2 * jnp.arctan2(sin_half, cos_half)
-    return jnp.where(both, theta, jnp.full_like(theta, jnp.pi / 2))
+    finite = jnp.isfinite(nx) & jnp.isfinite(ny)
+    fallback = jnp.where(finite, jnp.full_like(theta, jnp.pi / 2), jnp.full_like(theta, jnp.nan))
+    return jnp.where(both, theta, fallback)
 
 
 def vector_angle(u: jax.Array, v: jax.Array) -> jax.Array:
@@ -165,8 +190,12 @@ def pairwise_angles(x: jax.Array, y: jax.Array | None = None) -> jax.Array:
     Returns:
       Array of shape ``(..., n, m)``.
     """
-    x = as_float_array(x, "x")
-    y = x if y is None else as_float_array(y, "y")
+    x = check_vectors(x, "x")
+    y = x if y is None else check_vectors(y, "y")
+    if x.ndim < 2 or y.ndim < 2:
+        raise ValueError(
+            f"x and y must be sets of vectors of shape (..., n, d), got shapes {x.shape}, {y.shape}"
+        )
     return angle(x[..., :, None, :], y[..., None, :, :])
 
 

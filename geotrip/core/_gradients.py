@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from .._numerics import safe_div
+from .._validate import check_finite_scalar, check_margin
 from ._distances import Distance
 from ._distances import distance as get_distance
 from ._geometry import angle, normalize, project_tangent, safe_norm, vector_angle
@@ -90,6 +91,11 @@ def _pair(values, name):
     if isinstance(values, (str, Distance)) or not isinstance(values, Sequence) or len(values) != 2:
         raise ValueError(f"{name} must be a pair (A, B), got {values!r}")
     return tuple(values)
+
+
+def _margin_pair(margins):
+    pair = _pair(margins, "margins")
+    return check_margin(pair[0], "margins[0]"), check_margin(pair[1], "margins[1]")
 
 
 def _raw_triplet_grads(a, p, n, dist, margin, soft):
@@ -137,6 +143,7 @@ def triplet_grads(
     """
     dist = get_distance(distance)
     a, p, n = check_triplet_inputs(a, p, n)
+    check_margin(margin)
     ga, gp, gn = _raw_triplet_grads(a, p, n, dist, margin, soft)
     if riemannian:
         ga, gp, gn = project_tangent(a, ga), project_tangent(p, gp), project_tangent(n, gn)
@@ -194,6 +201,7 @@ def triplet_grads_closed_form(
     """
     dist = get_distance(distance)
     a, p, n = check_triplet_inputs(a, p, n)
+    check_margin(margin)
     t_ap, t_an = angle(a, p), angle(a, n)
     s = hinge_slope(dist.profile(t_ap) - dist.profile(t_an) + margin, soft=soft)
     wp = (s * dist.weight(t_ap))[..., None]
@@ -260,7 +268,7 @@ def gradient_angles(
     (True, True)
     """
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _pair(margins, "margins")
+    mA, mB = _margin_pair(margins)
     a, p, n = check_triplet_inputs(a, p, n)
     gA = _raw_triplet_grads(a, p, n, dA, mA, soft)
     gB = _raw_triplet_grads(a, p, n, dB, mB, soft)
@@ -310,10 +318,12 @@ def batch_grads(
       X: unit vectors ``(n_points, d)``; triplets: integer ``(k, 3)``; mask: ``(k,)``.
 
     Returns:
-      Array of shape ``(n_points, d)``.
+      Array of shape ``(n_points, d)``. Under ``jit`` an out-of-range triplet index
+      makes the gradient NaN (never a clamped row); :func:`geotrip.checked` raises.
     """
     dist = get_distance(distance)
     X, t, mask = check_batch_inputs(X, triplets, mask)
+    check_margin(margin)
     return _batch_grads(X, t, dist, margin, soft, mask, riemannian)
 
 
@@ -350,7 +360,7 @@ def batch_gradient_angle(
     4.061
     """
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _pair(margins, "margins")
+    mA, mB = _margin_pair(margins)
     X, t, mask = check_batch_inputs(X, triplets, mask)
     GA = _batch_grads(X, t, dA, mA, soft, mask, riemannian)
     GB = _batch_grads(X, t, dB, mB, soft, mask, riemannian)
@@ -399,8 +409,9 @@ def descent_disagreement(
       raises B), ``"disagree/along_B"``.
     """
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _pair(margins, "margins")
+    mA, mB = _margin_pair(margins)
     X, t, mask = check_batch_inputs(X, triplets, mask)
+    check_finite_scalar(step, "step")
     LA = lambda Y: _batch_loss(Y, t, dA, mA, soft, mask, "sum")
     LB = lambda Y: _batch_loss(Y, t, dB, mB, soft, mask, "sum")
     GA = _batch_grads(X, t, dA, mA, soft, mask, True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._validate import check_points, check_same_shape, check_triplets
+from .._validate import check_margin, check_points, check_same_shape, check_triplets
 from ._distances import Distance
 from ._distances import distance as get_distance
 
@@ -33,18 +33,22 @@ def hinge(z: Array, *, soft: bool = False) -> Array:
     Convention: the hinge's derivative at :math:`z = 0` is 0 (the triplet is
     treated as inactive on the boundary), so gradients are finite and the active
     set is :math:`\{z > 0\}`. The softplus is evaluated stably as
-    :math:`\operatorname{logaddexp}(z, 0)`.
+    :math:`\operatorname{logaddexp}(z, 0)`. A NaN argument gives NaN (it is not
+    an inactive hinge).
     """
     if soft:
         return jnp.logaddexp(z, jnp.zeros_like(z))
-    return jnp.where(z > 0, z, jnp.zeros_like(z))
+    return jnp.where(z <= 0, jnp.zeros_like(z), z)
 
 
 def hinge_slope(z: Array, *, soft: bool = False) -> Array:
-    r"""Derivative of :func:`hinge`: :math:`\mathbb 1[z > 0]`, or :math:`\sigma(z)` (``soft``)."""
+    r"""Derivative of :func:`hinge`: :math:`\mathbb 1[z > 0]`, or :math:`\sigma(z)` (``soft``).
+
+    NaN for a NaN argument."""
     if soft:
         return jax.nn.sigmoid(z)
-    return (z > 0).astype(z.dtype)
+    slope = (z > 0).astype(z.dtype)
+    return jnp.where(jnp.isnan(z), z, slope)
 
 
 def _triplet_margin_value(a, p, n, dist: Distance, margin):
@@ -91,15 +95,17 @@ def triplet_loss(
     Args:
       a, p, n: unit vectors of one shape ``(..., d)`` and dtype.
       distance: a name in :data:`geotrip.DISTANCES` or a :class:`geotrip.Distance`.
-      margin: :math:`m`, a scalar or an array broadcastable to ``(...)``.
+      margin: :math:`m`, a finite real scalar or an array broadcastable to ``(...)``.
       soft: use the soft margin :math:`\log(1+e^z)` instead of the hinge.
 
     Returns:
       Array of shape ``(...)``, dtype of the inputs.
 
     Raises:
-      ValueError: on mismatched shapes, non-finite values, non-unit rows (checked
-        outside ``jit``), or an unknown distance name.
+      ValueError: on mismatched shapes, an unknown distance name, and (checked on
+        concrete values; under ``jit`` see :func:`geotrip.checked`) non-finite values,
+        non-unit rows or a non-finite margin.
+      TypeError: a margin that is not a real number (e.g. the string ``"0.2"``).
 
     >>> import jax, geotrip as gt
 
@@ -113,12 +119,24 @@ def triplet_loss(
     """
     dist = get_distance(distance)
     a, p, n = check_triplet_inputs(a, p, n)
+    check_margin(margin)
     return _triplet_loss(a, p, n, dist, margin, soft)
 
 
+def _gather_rows(X: Array, idx: Array) -> Array:
+    n = X.shape[0]
+    idx = jnp.where(idx < 0, jnp.full_like(idx, n), idx)  # negative: out of range, not wrapped
+    return jnp.take(X, idx, axis=0, mode="fill", fill_value=jnp.nan)
+
+
 def gather_triplets(X: Array, triplets: Array):
-    """Rows ``(X[t[:,0]], X[t[:,1]], X[t[:,2]])`` of a point set for index triplets ``t``."""
-    return X[triplets[:, 0]], X[triplets[:, 1]], X[triplets[:, 2]]
+    """Rows ``(X[t[:,0]], X[t[:,1]], X[t[:,2]])`` of a point set for index triplets ``t``.
+
+    An index outside ``[0, n_points)`` (possible only under a trace: concrete indices
+    are checked first) gathers a row of NaN, never a clamped or wrapped row, so the
+    affected losses and gradients are NaN; :func:`geotrip.checked` reports it.
+    """
+    return tuple(_gather_rows(X, triplets[:, i]) for i in range(3))
 
 
 def check_batch_inputs(X, triplets, mask=None):
@@ -174,7 +192,10 @@ def batch_loss(
 
     Args:
       X: unit vectors, shape ``(n_points, d)``.
-      triplets: integer array ``(k, 3)`` of (anchor, positive, negative) row indices.
+      triplets: integer array ``(k, 3)`` of (anchor, positive, negative) row indices
+        in ``[0, n_points)``: checked on concrete indices; under ``jit`` an index out
+        of range makes its triplet's loss NaN (never clamped), and
+        :func:`geotrip.checked` raises for it.
       distance, margin, soft: as in :func:`triplet_loss`.
       reduction: ``"sum"`` (scalar), ``"mean"`` (scalar; over the triplets with
         non-zero mask, or all ``k``), or ``"none"`` (shape ``(k,)``).
@@ -188,4 +209,5 @@ def batch_loss(
         raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(_REDUCTIONS)}")
     dist = get_distance(distance)
     X, t, mask = check_batch_inputs(X, triplets, mask)
+    check_margin(margin)
     return _batch_loss(X, t, dist, margin, soft, mask, reduction)

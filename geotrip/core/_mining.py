@@ -50,7 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validate import check_points
+from .._validate import check_margin, check_points
 from ._distances import Distance, pairwise_distances
 from ._distances import distance as get_distance
 
@@ -161,8 +161,8 @@ def mine_triplets(
       strategy: one of :data:`MINING_STRATEGIES` (static under ``jit``).
       distance: the distance that ranks candidates, a name in
         :data:`geotrip.DISTANCES` or a :class:`geotrip.Distance` (static).
-      margin: :math:`m` in the units of ``distance``; used by ``"semihard"`` and
-        ``"easy"`` only.
+      margin: :math:`m` in the units of ``distance``, a finite real number; used by
+        ``"semihard"`` and ``"easy"`` only.
       key: PRNG key; required by ``"random"``, ignored otherwise.
 
     Returns:
@@ -172,8 +172,9 @@ def mine_triplets(
 
     Raises:
       ValueError: unknown strategy (the message lists the valid ones), ``"random"``
-        without a key, bad shapes, or non-unit rows (checked outside ``jit``).
-      TypeError: non-integer labels.
+        without a key, bad shapes, a non-finite margin, or non-finite or non-unit rows
+        (checked on concrete values; under ``jit``, :func:`geotrip.checked`).
+      TypeError: non-integer labels, a margin that is not a real number.
 
     >>> import jax, geotrip as gt
 
@@ -207,5 +208,5 @@ def mine_triplets(
             raise ValueError('strategy "random" requires a PRNG key (key=jax.random.key(seed))')
     else:
         key = jax.random.key(0)  # unused; keeps one traced signature
-    margin = jnp.asarray(margin, dtype=X.dtype)
+    margin = jnp.asarray(check_margin(margin), dtype=X.dtype)
     return _mine(X, labels, margin, key, strategy=strategy, dist=dist)

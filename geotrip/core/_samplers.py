@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._numerics import float_dtype
+from .._validate import check_in_range
 from ._geometry import angle, normalize, random_rotation, vector_angle
 from ._gradients import tangent_direction
 
@@ -21,7 +22,11 @@ Array = jax.Array
 
 
 def _triplet_angle_arrays(theta_ap, theta_an, psi, dtype):
-    """Broadcast the three angles to one floating dtype (theirs, else JAX's default float)."""
+    """Broadcast the three angles to one floating dtype (theirs, else JAX's default float).
+
+    Each angle must lie in [0, pi] (NaN fails): a ValueError on concrete values, a
+    recorded check under a trace (see :func:`geotrip.checked`).
+    """
     if dtype is None:
         dtype = jnp.result_type(
             *(
@@ -31,9 +36,22 @@ def _triplet_angle_arrays(theta_ap, theta_an, psi, dtype):
         )
         if not jnp.issubdtype(dtype, jnp.floating):
             dtype = jnp.result_type(float)
-    tp, tn, ps = jnp.broadcast_arrays(
-        *(jnp.asarray(v, dtype=dtype) for v in (theta_ap, theta_an, psi))
-    )
+    arrays = []
+    for name, v in (("theta_ap", theta_ap), ("theta_an", theta_an), ("psi", psi)):
+        if isinstance(v, (str, bytes, bool)) or v is None:
+            raise TypeError(f"{name} must be a real angle in [0, pi] (radians), got {v!r}")
+        arr = jnp.asarray(v, dtype=dtype)
+        check_in_range(arr, name, 0.0, np.pi, interval="[0, pi] (radians)")
+        arrays.append(arr)
+    try:
+        tp, tn, ps = jnp.broadcast_arrays(*arrays)
+    except ValueError:
+        shapes = ", ".join(
+            f"{k} {a.shape}" for k, a in zip(("theta_ap", "theta_an", "psi"), arrays)
+        )
+        raise ValueError(
+            f"theta_ap, theta_an and psi must broadcast together, got {shapes}"
+        ) from None
     return tp, tn, ps, dtype
 
 
@@ -63,6 +81,9 @@ def parametric_triplet(
     Args:
       theta_ap, theta_an: angles in :math:`[0, \pi]` (scalars or broadcastable arrays).
       psi: angle in :math:`[0, \pi]` between the two tangent directions at the anchor.
+        Angles outside :math:`[0, \pi]` (or NaN) raise ``ValueError`` naming the
+        argument (they would silently build another triplet: :math:`\theta_{ap} = -1`
+        gives the angle 1); under ``jit`` see :func:`geotrip.checked`.
       dim: ambient dimension :math:`d \ge 3` (static).
       key: optional PRNG key for a random rotation.
       dtype: floating dtype (default: that of the angles, else JAX's default float).

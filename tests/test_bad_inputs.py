@@ -1,0 +1,583 @@
+"""Bad and unusual inputs (issue 12): one table, each case a clear error or a correct result.
+
+Each row of ``CASES`` is ``(id, thunk, expect)``: ``thunk()`` runs the call, ``expect``
+is ``Raises(type, substring)`` (a one-line message naming the argument), ``NaN("all"|
+"any")`` (NaN propagates, never a plausible number) or ``Value(predicate)``. Shapes
+are small and shared (4 points in d = 3, one triplet) so that little is compiled.
+The CLI front door has its own table at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import geotrip as gt
+from geotrip.cli import CLIError, check_out_dir, main
+
+NAN, INF = float("nan"), float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class Raises:
+    exc: type[BaseException]
+    match: str
+
+
+@dataclasses.dataclass(frozen=True)
+class NaN:
+    how: str = "all"  # "all" or "any" entries NaN
+
+
+@dataclasses.dataclass(frozen=True)
+class Value:
+    ok: Callable[[object], bool]
+
+
+def _X():
+    return gt.uniform_sphere(jax.random.key(0), (4,), 3)
+
+
+def _abc():
+    return gt.parametric_triplet(0.5, 0.6, 2.0, dim=3)
+
+
+E1 = jnp.array([1.0, 0.0, 0.0])
+E2 = jnp.array([0.0, 1.0, 0.0])
+T_OK = jnp.array([[0, 1, 2]])
+T_BIG = jnp.array([[0, 1, 99]])
+T_NEG = jnp.array([[0, -1, 2]])
+
+# jitted and checked functions built once, reused by every case (one compilation each)
+J_LOSS = jax.jit(lambda X, t: gt.batch_loss(X, t, distance="geodesic", margin=0.1))
+J_GRADS = jax.jit(lambda X, t: gt.batch_grads(X, t, distance="geodesic", margin=0.1))
+J_ANGLE = jax.jit(lambda X, t: gt.batch_gradient_angle(X, t, margins=(0.2, 0.1)))
+J_DESCENT = jax.jit(lambda X, t: gt.descent_disagreement(X, t, margins=(0.2, 0.1)))
+J_TRIPLET = jax.jit(lambda a, p, n, m: gt.triplet_loss(a, p, n, distance="geodesic", margin=m))
+C_LOSS = gt.checked(lambda X, t, m: gt.batch_loss(X, t, distance="geodesic", margin=m))
+C_GRADS = gt.checked(lambda X, t: gt.batch_grads(X, t, distance="geodesic", margin=0.1))
+C_ANGLE = gt.checked(lambda X, t: gt.batch_gradient_angle(X, t, margins=(0.2, 0.1)))
+C_DESCENT = gt.checked(lambda X, t: gt.descent_disagreement(X, t, margins=(0.2, 0.1)))
+C_PARAM = gt.checked(lambda t: gt.parametric_triplet(t, 0.6, 2.0, dim=3))
+
+
+def _mine_then_loss(X, y):
+    t, ok = gt.mine_triplets(X, y, strategy="batch_hard", distance="geodesic", margin=0.1)
+    return gt.batch_loss(X, t, mask=ok, distance="geodesic", margin=0.1, reduction="mean")
+
+
+C_MINE = gt.checked(_mine_then_loss)
+Y = jnp.array([0, 0, 1, 1])
+
+
+def _isnan_scalar(x):
+    return bool(jnp.isnan(x))
+
+
+CASES = [
+    # --- NaN / inf never become plausible numbers -------------------------------------
+    ("angle/nan-entry", lambda: gt.angle(jnp.array([1.0, NAN, 0.0]), E2), NaN()),
+    ("angle/inf-entry", lambda: gt.angle(jnp.array([1.0, INF, 0.0]), E2), NaN()),
+    ("angle/inf-vs-zero", lambda: gt.angle(jnp.array([INF, 0.0, 0.0]), jnp.zeros(3)), NaN()),
+    (
+        "angle/nan-float32-keeps-dtype",
+        lambda: gt.angle(jnp.array([NAN, 1.0], jnp.float32), jnp.array([1.0, 0.0], jnp.float32)),
+        Value(lambda r: r.dtype == jnp.float32 and bool(jnp.isnan(r))),
+    ),
+    (
+        "angle/empty-vectors",
+        lambda: gt.angle(jnp.zeros(0), jnp.zeros(0)),
+        Raises(ValueError, "non-empty last"),
+    ),
+    (
+        "angle/empty-batch",
+        lambda: gt.angle(jnp.zeros((0, 3)), jnp.zeros((0, 3))),
+        Value(lambda r: r.shape == (0,)),
+    ),
+    (
+        "angle/zero-vector-convention",
+        lambda: gt.angle(jnp.zeros(3), E1),
+        Value(lambda r: float(r) == math.pi / 2),
+    ),
+    ("normalize/nan", lambda: gt.normalize(jnp.array([NAN, 1.0, 0.0])), NaN("all")),
+    ("normalize/inf", lambda: gt.normalize(jnp.array([INF, 1.0, 0.0])), NaN("any")),
+    (
+        "normalize/zero-convention",
+        lambda: gt.normalize(jnp.zeros(3)),
+        Value(lambda r: not jnp.any(r)),
+    ),
+    (
+        "vector_angle/nan",
+        lambda: gt.vector_angle(jnp.array([NAN, 1.0]), jnp.array([1.0, 0.0])),
+        NaN(),
+    ),
+    ("safe_norm/nan", lambda: gt.safe_norm(jnp.array([NAN, 0.0])), NaN()),
+    ("pairwise_angles/nan-row", lambda: gt.pairwise_angles(_X().at[0, 0].set(NAN))[0], NaN("all")),
+    ("hinge/nan", lambda: gt.hinge(jnp.array(NAN)), NaN()),
+    ("hinge_slope/nan", lambda: gt.hinge_slope(jnp.array(NAN)), NaN()),
+    (
+        "triplet_loss/margin-nan",
+        lambda: gt.triplet_loss(*_abc(), margin=NAN),
+        Raises(ValueError, "margin must be finite, got nan"),
+    ),
+    (
+        "triplet_loss/margin-inf",
+        lambda: gt.triplet_loss(*_abc(), margin=INF),
+        Raises(ValueError, "margin must be finite"),
+    ),
+    (
+        "triplet_loss/margin-array-nan",
+        lambda: gt.triplet_loss(*_abc(), margin=jnp.array([NAN])),
+        Raises(ValueError, "margin must be finite"),
+    ),
+    (
+        "triplet_loss/margin-str",
+        lambda: gt.triplet_loss(*_abc(), margin="0.2"),
+        Raises(TypeError, "margin must be a finite real number"),
+    ),
+    (
+        "triplet_loss/margin-None",
+        lambda: gt.triplet_loss(*_abc(), margin=None),
+        Raises(TypeError, "margin"),
+    ),
+    (
+        "triplet_loss/margin-bool",
+        lambda: gt.triplet_loss(*_abc(), margin=True),
+        Raises(TypeError, "margin"),
+    ),
+    (
+        "triplet_loss/margin-complex",
+        lambda: gt.triplet_loss(*_abc(), margin=1j),
+        Raises(TypeError, "margin"),
+    ),
+    (
+        "triplet_loss/margin-int-ok",
+        lambda: gt.triplet_loss(*_abc(), margin=1),
+        Value(lambda r: float(r) > 0),
+    ),
+    (
+        "triplet_loss/nan-point",
+        lambda: gt.triplet_loss(jnp.array([NAN, 0, 0]), E1, E2),
+        Raises(ValueError, "anchor a contains 1 non-finite"),
+    ),
+    ("triplet_loss/jit-nan-point", lambda: J_TRIPLET(jnp.array([NAN, 0, 0]), E1, E2, 0.1), NaN()),
+    ("triplet_loss/jit-nan-margin", lambda: J_TRIPLET(*_abc(), NAN), NaN()),
+    (
+        "triplet_grads/margin-nan",
+        lambda: gt.triplet_grads(*_abc(), margin=NAN),
+        Raises(ValueError, "margin must be finite"),
+    ),
+    (
+        "triplet_grads_closed_form/margin-str",
+        lambda: gt.triplet_grads_closed_form(*_abc(), margin="0.1"),
+        Raises(TypeError, "margin"),
+    ),
+    (
+        "gradient_angles/margin-nan",
+        lambda: gt.gradient_angles(*_abc(), margins=(0.2, NAN)),
+        Raises(ValueError, "margins[1] must be finite"),
+    ),
+    (
+        "gradient_angles/margin-str",
+        lambda: gt.gradient_angles(*_abc(), margins=("0.2", 0.1)),
+        Raises(TypeError, "margins[0]"),
+    ),
+    (
+        "batch_loss/margin-nan",
+        lambda: gt.batch_loss(_X(), T_OK, margin=NAN),
+        Raises(ValueError, "margin must be finite"),
+    ),
+    (
+        "batch_grads/margin-inf",
+        lambda: gt.batch_grads(_X(), T_OK, margin=-INF),
+        Raises(ValueError, "margin must be finite"),
+    ),
+    (
+        "batch_gradient_angle/margin-nan",
+        lambda: gt.batch_gradient_angle(_X(), T_OK, margins=(NAN, 0.1)),
+        Raises(ValueError, "margins[0]"),
+    ),
+    (
+        "descent_disagreement/step-nan",
+        lambda: gt.descent_disagreement(_X(), T_OK, step=NAN),
+        Raises(ValueError, "step must be finite"),
+    ),
+    (
+        "mine_triplets/margin-nan",
+        lambda: gt.mine_triplets(_X(), Y, strategy="semihard", margin=NAN),
+        Raises(ValueError, "margin must be finite"),
+    ),
+    (
+        "mine_triplets/nan-point",
+        lambda: gt.mine_triplets(_X().at[1, 1].set(NAN), Y, strategy="batch_hard"),
+        Raises(ValueError, "X contains 1 non-finite"),
+    ),
+    # --- out-of-range indices: eager error, NaN under jit, error under gt.checked ------
+    (
+        "batch_loss/eager-index-99",
+        lambda: gt.batch_loss(_X(), T_BIG),
+        Raises(ValueError, "triplets has indices in [0, 99], outside [0, 3] for 4 points"),
+    ),
+    (
+        "batch_loss/eager-index-negative",
+        lambda: gt.batch_loss(_X(), T_NEG),
+        Raises(ValueError, "outside [0, 3]"),
+    ),
+    ("batch_loss/jit-index-99", lambda: J_LOSS(_X(), T_BIG), NaN()),
+    ("batch_loss/jit-index-negative", lambda: J_LOSS(_X(), T_NEG), NaN()),
+    ("batch_grads/jit-index-99", lambda: J_GRADS(_X(), T_BIG), NaN("any")),
+    ("batch_gradient_angle/jit-index-99", lambda: J_ANGLE(_X(), T_BIG), NaN()),
+    ("descent_disagreement/jit-index-99", lambda: J_DESCENT(_X(), T_BIG)["loss/A"], NaN()),
+    (
+        "checked/batch_loss-index-99",
+        lambda: C_LOSS(_X(), T_BIG, 0.1),
+        Raises(ValueError, "triplets has indices in [0, 99], outside [0, 3] for 4 points"),
+    ),
+    (
+        "checked/batch_loss-index-negative",
+        lambda: C_LOSS(_X(), T_NEG, 0.1),
+        Raises(ValueError, "indices in [-1, 2], outside [0, 3]"),
+    ),
+    (
+        "checked/batch_grads-index-99",
+        lambda: C_GRADS(_X(), T_BIG),
+        Raises(ValueError, "outside [0, 3]"),
+    ),
+    (
+        "checked/batch_gradient_angle-index-99",
+        lambda: C_ANGLE(_X(), T_BIG),
+        Raises(ValueError, "outside [0, 3]"),
+    ),
+    (
+        "checked/descent_disagreement-index-99",
+        lambda: C_DESCENT(_X(), T_BIG),
+        Raises(ValueError, "outside [0, 3]"),
+    ),
+    (
+        "checked/margin-nan",
+        lambda: C_LOSS(_X(), T_OK, NAN),
+        Raises(ValueError, "margin must be finite"),
+    ),
+    (
+        "checked/nan-point",
+        lambda: C_LOSS(_X().at[2, 0].set(NAN), T_OK, 0.1),
+        Raises(ValueError, "X contains 1 non-finite value(s)"),
+    ),
+    (
+        "checked/non-unit",
+        lambda: C_LOSS(2 * _X(), T_OK, 0.1),
+        Raises(ValueError, "X must hold unit vectors"),
+    ),
+    (
+        "checked/mine-then-loss-nan",
+        lambda: C_MINE(_X().at[3, 2].set(INF), Y),
+        Raises(ValueError, "X contains 1 non-finite"),
+    ),
+    (
+        "checked/valid-equals-eager",
+        lambda: (
+            C_LOSS(_X(), T_OK, 0.1),
+            gt.batch_loss(_X(), T_OK, distance="geodesic", margin=0.1),
+        ),
+        Value(lambda r: float(r[0]) == float(r[1])),
+    ),
+    (
+        "checked/mine-valid-equals-eager",
+        lambda: (C_MINE(_X(), Y), _mine_then_loss(_X(), Y)),
+        Value(lambda r: float(r[0]) == float(r[1])),
+    ),
+    # --- domains: angles in [0, pi] ------------------------------------------------------
+    (
+        "parametric_triplet/theta_ap-negative",
+        lambda: gt.parametric_triplet(-1.0, 0.5, 2.0),
+        Raises(ValueError, "theta_ap must lie in [0, pi] (radians), got -1"),
+    ),
+    (
+        "parametric_triplet/theta_ap-4",
+        lambda: gt.parametric_triplet(4.0, 0.5, 2.0),
+        Raises(ValueError, "theta_ap must lie in [0, pi] (radians), got 4"),
+    ),
+    (
+        "parametric_triplet/theta_an-nan",
+        lambda: gt.parametric_triplet(0.3, NAN, 2.0),
+        Raises(ValueError, "theta_an must lie in [0, pi]"),
+    ),
+    (
+        "parametric_triplet/psi-4",
+        lambda: gt.parametric_triplet(0.3, 0.5, 4.0),
+        Raises(ValueError, "psi must lie in [0, pi]"),
+    ),
+    (
+        "parametric_triplet/array-entry",
+        lambda: gt.parametric_triplet(jnp.array([0.1, 3.5]), 0.5, 2.0),
+        Raises(ValueError, "theta_ap must lie in [0, pi] (radians), got 3.5"),
+    ),
+    (
+        "parametric_triplet/str",
+        lambda: gt.parametric_triplet("0.3", 0.5, 2.0),
+        Raises(TypeError, "theta_ap"),
+    ),
+    (
+        "parametric_triplet/pi-float32-ok",
+        lambda: gt.parametric_triplet(jnp.float32(np.pi), 0.0, np.pi),
+        Value(lambda r: r[0].dtype == jnp.float32),
+    ),
+    (
+        "parametric_triplet/dim-2",
+        lambda: gt.parametric_triplet(0.3, 0.5, 2.0, dim=2),
+        Raises(ValueError, "dim must be an integer >= 3"),
+    ),
+    (
+        "checked/parametric_triplet-4",
+        lambda: C_PARAM(jnp.float32(4.0)),
+        Raises(ValueError, "theta_ap must lie in [0, pi]"),
+    ),
+    (
+        "rotated_triplet/theta_an-negative",
+        lambda: gt.rotated_triplet(jax.random.key(0), 0.3, -0.1, 1.0, dim=3),
+        Raises(ValueError, "theta_an must lie in [0, pi]"),
+    ),
+    # --- shapes, types, names ------------------------------------------------------------
+    (
+        "angle/shapes-3-vs-4",
+        lambda: gt.angle(jnp.ones(3), jnp.ones(4)),
+        Raises(
+            ValueError,
+            "x and y must have the same vector length (last axis): "
+            "got x of shape (3,) and y of shape (4,)",
+        ),
+    ),
+    (
+        "angle/scalars",
+        lambda: gt.angle(1.0, 2.0),
+        Raises(ValueError, "x must be an array of vectors of shape (..., d), got a scalar"),
+    ),
+    (
+        "angle/leading-shapes",
+        lambda: gt.angle(jnp.ones((2, 3)), jnp.ones((5, 3))),
+        Raises(ValueError, "broadcastable shapes"),
+    ),
+    (
+        "angle/int-array",
+        lambda: gt.angle(jnp.array([1, 0]), jnp.array([0, 1])),
+        Raises(TypeError, "x must be a floating-point array"),
+    ),
+    (
+        "angle/string",
+        lambda: gt.angle("a", E1),
+        Raises(TypeError, "x must be a floating-point array"),
+    ),
+    (
+        "angle/None",
+        lambda: gt.angle(E1, None),
+        Raises(TypeError, "y must be a floating-point array"),
+    ),
+    ("normalize/scalar", lambda: gt.normalize(2.0), Raises(ValueError, "got a scalar")),
+    (
+        "project_tangent/shapes",
+        lambda: gt.project_tangent(E1, jnp.ones(4)),
+        Raises(ValueError, "x and v must have the same vector length"),
+    ),
+    (
+        "pairwise_angles/1-d",
+        lambda: gt.pairwise_angles(E1),
+        Raises(ValueError, "shape (..., n, d)"),
+    ),
+    (
+        "triplet_loss/shape-mismatch",
+        lambda: gt.triplet_loss(E1, E2, jnp.array([1.0, 0, 0, 0])),
+        Raises(ValueError, "shape mismatch"),
+    ),
+    (
+        "triplet_loss/non-unit",
+        lambda: gt.triplet_loss(2 * E1, E2, E1),
+        Raises(ValueError, "anchor a must hold unit vectors"),
+    ),
+    (
+        "triplet_loss/unknown-distance",
+        lambda: gt.triplet_loss(*_abc(), distance="euclid"),
+        Raises(ValueError, "unknown distance 'euclid'; valid names"),
+    ),
+    ("distance/not-a-name", lambda: gt.distance(3), Raises(TypeError, "distance must be a name")),
+    (
+        "make_distance/not-callable",
+        lambda: gt.make_distance("x", 3.0),
+        Raises(TypeError, "profile must be a callable"),
+    ),
+    (
+        "batch_loss/float-triplets",
+        lambda: gt.batch_loss(_X(), jnp.array([[0.0, 1.0, 2.0]])),
+        Raises(TypeError, "triplets must be an integer array"),
+    ),
+    (
+        "batch_loss/triplets-shape",
+        lambda: gt.batch_loss(_X(), jnp.array([0, 1, 2])),
+        Raises(ValueError, "triplets must have shape (k, 3)"),
+    ),
+    (
+        "batch_loss/reduction",
+        lambda: gt.batch_loss(_X(), T_OK, reduction="avg"),
+        Raises(ValueError, "unknown reduction 'avg'"),
+    ),
+    (
+        "batch_loss/mask-shape",
+        lambda: gt.batch_loss(_X(), T_OK, mask=jnp.ones(2, bool)),
+        Raises(ValueError, "mask must have shape (1,)"),
+    ),
+    (
+        "batch_loss/X-1d",
+        lambda: gt.batch_loss(E1, T_OK),
+        Raises(ValueError, "X must have at least 2 axis"),
+    ),
+    (
+        "gradient_angles/one-distance",
+        lambda: gt.gradient_angles(*_abc(), distances=("chord_sq",)),
+        Raises(ValueError, "distances must be a pair"),
+    ),
+    (
+        "mine_triplets/strategy",
+        lambda: gt.mine_triplets(_X(), Y, strategy="hard"),
+        Raises(ValueError, "unknown mining strategy 'hard'; valid"),
+    ),
+    (
+        "mine_triplets/random-no-key",
+        lambda: gt.mine_triplets(_X(), Y, strategy="random"),
+        Raises(ValueError, "requires a PRNG key"),
+    ),
+    (
+        "mine_triplets/float-labels",
+        lambda: gt.mine_triplets(_X(), jnp.zeros(4), strategy="batch_hard"),
+        Raises(TypeError, "labels must be an integer array"),
+    ),
+    (
+        "mine_triplets/labels-shape",
+        lambda: gt.mine_triplets(_X(), Y[:3], strategy="batch_hard"),
+        Raises(ValueError, "labels must have shape (4,)"),
+    ),
+]
+
+
+@pytest.mark.parametrize("thunk, expect", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input(thunk, expect):
+    if isinstance(expect, Raises):
+        with pytest.raises(expect.exc) as info:
+            thunk()
+        msg = str(info.value)
+        assert expect.match in msg, msg
+        assert "\n" not in msg, f"not one line: {msg!r}"
+        return
+    out = thunk()
+    if isinstance(expect, NaN):
+        arr = np.asarray(out)
+        assert (np.all if expect.how == "all" else np.any)(np.isnan(arr)), arr
+    else:
+        assert expect.ok(out), out
+
+
+def test_case_ids_are_unique():
+    ids = [c[0] for c in CASES]
+    assert len(ids) == len(set(ids))
+
+
+def test_guards_keep_finite_gradients_at_singular_points_and_propagate_nan():
+    """Zero vectors, theta = 0 and theta = pi: finite gradients; a NaN input: NaN gradient."""
+    f = lambda x, y: gt.angle(x, y)
+    for x, y in ((jnp.zeros(3), E1), (E1, E1), (E1, -E1)):
+        g = jax.grad(f)(x, y)
+        assert np.all(np.isfinite(g)), (x, y, g)
+    assert np.all(np.isfinite(jax.grad(lambda x: jnp.sum(gt.normalize(x)))(jnp.zeros(3))))
+    assert np.all(np.isfinite(jax.grad(gt.safe_norm)(jnp.zeros(3))))
+    assert np.isnan(jax.grad(f)(jnp.array([NAN, 1.0, 0.0]), E2)).any()
+    # the hinge's derivative at the boundary z = 0 is 0 (inactive), and NaN stays NaN
+    assert float(jax.grad(gt.hinge)(0.0)) == 0.0
+    assert float(jax.grad(gt.hinge)(0.5)) == 1.0
+
+
+def test_checked_works_as_decorator_and_without_jit():
+    @gt.checked(jit=False)
+    def loss(X, t):
+        return gt.batch_loss(X, t)
+
+    assert float(loss(_X(), T_OK)) == float(gt.batch_loss(_X(), T_OK))
+    with pytest.raises(ValueError, match=r"outside \[0, 3\]"):
+        loss(_X(), T_BIG)
+
+
+# --- the CLI front door --------------------------------------------------------------------
+
+
+def _cli(argv, capsys):
+    code = main(argv)
+    return code, capsys.readouterr().err
+
+
+def test_cli_out_is_an_existing_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, err = _cli(["figures", "--only", "weights", "--out", str(f)], capsys)
+    assert code == 2
+    assert err.strip() == f"geotrip figures: error: --out {f}: exists and is not a directory"
+
+
+def test_cli_out_under_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, err = _cli(["figures", "--only", "weights", "--out", str(f / "sub")], capsys)
+    assert code == 2 and "cannot create the directory" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_debug_shows_the_traceback(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(CLIError, match="exists and is not a directory"):
+        main(["figures", "--only", "weights", "--out", str(f), "--debug"])
+    with pytest.raises(CLIError):
+        main(["--debug", "figures", "--only", "weights", "--out", str(f)])
+
+
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (ValueError("margin must be finite, got nan\nsecond line"), "margin must be finite"),
+        (TypeError("margin must be a finite real number, got str '0.2'"), "got str '0.2'"),
+        (PermissionError(13, "Permission denied", "/root/x"), "Permission denied: /root/x"),
+        (FileExistsError(17, "File exists", "out/x.json"), "File exists: out/x.json"),
+    ],
+)
+def test_cli_user_errors_are_one_line_without_traceback(monkeypatch, capsys, exc, expected):
+    import geotrip.cli._figures as figures_cli
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(figures_cli, "run", boom)
+    code, err = _cli(["figures"], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("geotrip figures: error: "), err
+    assert expected in lines[0] and "--debug" in lines[0]
+    with pytest.raises(type(exc)):
+        main(["figures", "--debug"])
+
+
+def test_cli_help_explains_out_and_x64(capsys):
+    with pytest.raises(SystemExit):
+        main(["figures", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "OVERWRITES the committed figures" in out
+    assert "--x64, --no-x64 enable float64 in JAX (default for this command: on," in out
+
+
+def test_check_out_dir(tmp_path):
+    new = tmp_path / "a" / "b"
+    assert check_out_dir(new) == new and new.is_dir()
+    assert list(new.iterdir()) == []  # the write probe leaves nothing behind
+    with pytest.raises(CLIError, match="--json .*: no such directory"):
+        check_out_dir(tmp_path / "missing", option="--json", create=False)
