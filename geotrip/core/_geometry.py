@@ -125,8 +125,9 @@ def angle(x: jax.Array, y: jax.Array) -> jax.Array:
       Angles of the broadcast leading shape ``(...)``, dtype of the inputs.
 
     Raises:
-      TypeError: non-floating inputs. ValueError: scalars, ``d = 0``, different ``d``
-      or leading shapes that do not broadcast (messages name ``x``/``y`` and the shapes).
+      TypeError: non-floating inputs.
+      ValueError: scalars, ``d = 0``, different ``d`` or leading shapes that do not
+        broadcast (messages name ``x``/``y`` and the shapes).
 
     >>> import jax.numpy as jnp, geotrip as gt
 
