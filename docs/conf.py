@@ -55,7 +55,7 @@ nitpick_ignore_regex = [
 autodoc_default_options = {"member-order": "bysource"}
 autodoc_typehints = "description"
 autodoc_typehints_format = "short"
-autodoc_preserve_defaults = True
+autodoc_preserve_defaults = False
 autodoc_mock_imports = []
 napoleon_google_docstring = True
 napoleon_numpy_docstring = True
@@ -78,3 +78,5 @@ html_theme = "furo"
 html_title = "geotrip"
 html_static_path = []
 html_show_sourcelink = False
+# Keep "--option" as typed (CLI pages): no en dashes from smart quotes.
+smartquotes = False

@@ -541,7 +541,8 @@ def execute_notebooks(outdir: Path, *, jobs: int = 1, log=print, warn=print) -> 
                 shutil.copy(nb, dst)
             return
         if r.returncode != 0:
-            warn(f"notebook {nb.name}: execution failed:\n{r.stderr[-3000:]}")
+            error = re.sub(r"\x1b\[[0-9;]*m", "", r.stderr)[-3000:]  # no terminal colours
+            warn(f"notebook {nb.name}: execution failed:\n{error}")
             if not dst.exists():
                 shutil.copy(nb, dst)
             return
