@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import mmap
 import os
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ __all__ = [
     "scan_rows",
     "encode_labels",
     "file_record",
+    "read_rows",
     "atomic_write_bytes",
     "atomic_write_text",
 ]
@@ -356,7 +358,7 @@ def scan_rows(X: np.ndarray, *, chunk_rows: int = 65536, progress: bool = False)
 
         bar = tqdm(total=n, desc="scan rows", unit="row", unit_scale=True, leave=False)
     for start in range(0, n, chunk_rows):
-        block = np.asarray(X[start : start + chunk_rows], dtype=np.float64)
+        block = np.asarray(read_rows(X, start, min(n, start + chunk_rows)), dtype=np.float64)
         fin = np.isfinite(block).all(axis=1)
         nrm = np.linalg.norm(np.where(fin[:, None], block, 0.0), axis=1)
         nrm[~fin] = np.nan
@@ -368,6 +370,27 @@ def scan_rows(X: np.ndarray, *, chunk_rows: int = 65536, progress: bool = False)
     if bar is not None:
         bar.close()
     return norms, np.concatenate(nonfinite), np.concatenate(zero)
+
+
+def read_rows(X: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of ``X``; from a C-ordered memory map, by a plain file read.
+
+    Slicing a memory map keeps the touched pages mapped (and counted in the resident
+    memory) until the map is closed; a read does not, so one pass over a file larger
+    than memory stays within one chunk of resident memory.
+    """
+    if (
+        isinstance(X, np.memmap)
+        and X.filename is not None
+        and X.base is not None
+        and X.flags.c_contiguous
+        and isinstance(X.base, mmap.mmap)
+    ):
+        row = X.shape[1] * X.dtype.itemsize
+        count = (stop - start) * X.shape[1]
+        out = np.fromfile(X.filename, dtype=X.dtype, count=count, offset=X.offset + start * row)
+        return out.reshape(stop - start, X.shape[1])
+    return np.asarray(X[start:stop])
 
 
 def file_record(path: str | os.PathLike, *, chunk: int = 1 << 22) -> dict[str, Any]:

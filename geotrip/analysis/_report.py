@@ -159,46 +159,58 @@ def _angles_fn(dists):
 
     import geotrip as gt
 
-    def fn(a, p, n, margins):
-        res = gt.gradient_angles_closed_form(
-            a, p, n, distances=dists, margins=(margins[0], margins[1])
-        )
-        return {k: res[k] for k in _JOINT_KEYS}
+    def fn(U, trip, margins):
+        """Gathers inside jit; ``margins`` (2, 2): rows (m_A, m_B) for same_number, matched."""
+        a, p, n = U[trip[:, 0]], U[trip[:, 1]], U[trip[:, 2]]
+        out = {}
+        for i, tag in enumerate(("same_number", "matched")):
+            res = gt.gradient_angles_closed_form(
+                a, p, n, distances=dists, margins=(margins[i, 0], margins[i, 1])
+            )
+            out |= {f"{tag}:{k}": res[k] for k in _JOINT_KEYS}
+        return out
 
     return jax.jit(fn)
 
 
-def _gradient_angles(U, trip, margins, dists) -> dict[str, np.ndarray]:
-    """Joint Riemannian and raw angles (radians) of sampled triplets, in fixed-size chunks."""
+def _gradient_angles(U, trip, losses, dists) -> dict[str, np.ndarray]:
+    """Joint Riemannian and raw angles (radians) of sampled triplets, in fixed-size chunks.
+
+    Chunks of a power of two (256 to 4096) triplets, the last one padded, so a run
+    compiles once per point-set shape."""
     import jax.numpy as jnp
 
     s = trip.shape[0]
-    out = {k: np.empty(s) for k in _JOINT_KEYS}
     dt = _jax_dtype()
-    for start in range(0, s, _CHUNK):
-        t = trip[start : start + _CHUNK]
-        pad = _CHUNK - t.shape[0]
+    m = np.array(
+        [[losses["A"].margin, losses[f"B_{t}"].margin] for t in ("same_number", "matched")],
+        dtype=dt,
+    )
+    chunk = int(min(4096, max(256, 1 << max(0, s - 1).bit_length())))
+    Uj, mj = jnp.asarray(U.astype(dt)), jnp.asarray(m)
+    out: dict[str, np.ndarray] = {}
+    for start in range(0, s, chunk):
+        t = trip[start : start + chunk]
+        pad = chunk - t.shape[0]
         t = np.concatenate([t, np.repeat(t[:1], pad, axis=0)]) if pad else t
-        a, p, n = (jnp.asarray(U[t[:, r]].astype(dt)) for r in range(3))
-        res = _angles_fn(dists)(a, p, n, jnp.asarray(np.asarray(margins, dtype=dt)))
-        for k in _JOINT_KEYS:
-            out[k][start : start + _CHUNK] = np.asarray(res[k])[: _CHUNK - pad]
-    return out
+        res = _angles_fn(dists)(Uj, jnp.asarray(t.astype(np.int32)), mj)
+        for k, v in res.items():
+            out.setdefault(k, []).append(np.asarray(v)[: chunk - pad])
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def _per_triplet(U, theta, trip, losses, dists) -> dict[str, np.ndarray]:
-    tap, tan = theta[trip[:, 0], trip[:, 1]], theta[trip[:, 0], trip[:, 2]]
-    out: dict[str, np.ndarray] = {"hard": (tan < tap).astype(np.float64)}
-    for key, L in (("A", losses["A"]), ("B", losses["B_matched"])):
-        num, den = L.dg(tan), L.dg(tap)
+def _per_triplet(U, theta, trip, losses, dists, mats) -> dict[str, np.ndarray]:
+    ap, an = (trip[:, 0], trip[:, 1]), (trip[:, 0], trip[:, 2])
+    out: dict[str, np.ndarray] = {"hard": (theta[an] < theta[ap]).astype(np.float64)}
+    for key, loss_key in (("A", "A"), ("B", "B_matched")):
+        dgm = mats[loss_key][1]
+        num, den = dgm[an], dgm[ap]
         with np.errstate(divide="ignore", invalid="ignore"):
             out[f"ratio_{key}"] = np.where(
                 den > 0, num / np.where(den > 0, den, 1.0), np.where(num > 0, np.inf, np.nan)
             )
-    for tag in ("same_number", "matched"):
-        m = (losses["A"].margin, losses[f"B_{tag}"].margin)
-        for k, v in _gradient_angles(U, trip, m, dists).items():
-            out[f"{tag}:{k}"] = v
+    if trip.shape[0]:
+        out |= _gradient_angles(U, trip, losses, dists)
     return out
 
 
@@ -422,7 +434,7 @@ def analyze(
         mats = loss_matrices(theta, losses)
         for s in strategies:
             st = strategy_stats(U, theta, ycodes, s, losses, mats, rng=rng, sample=max_sample)
-            accs[s].add(st, _per_triplet(U, theta, st["sample"], losses, dists))
+            accs[s].add(st, _per_triplet(U, theta, st["sample"], losses, dists, mats))
     else:
         _run_batches(
             X, codes, kept, (P, K, count), seed, rng, losses, dists, accs, max_sample, progress
@@ -506,4 +518,4 @@ def _run_batches(X, codes, kept, pkc, seed, rng, losses, dists, accs, max_sample
         mats = loss_matrices(theta, losses)
         for s, acc in accs.items():
             st = strategy_stats(U, theta, y, s, losses, mats, rng=rng, sample=per_batch)
-            acc.add(st, _per_triplet(U, theta, st["sample"], losses, dists))
+            acc.add(st, _per_triplet(U, theta, st["sample"], losses, dists, mats))

@@ -72,16 +72,20 @@ class Loss:
     @classmethod
     def of(cls, dist, margin: float) -> Loss:
         """From a :class:`geotrip.Distance`, evaluated in float64 whatever JAX's x64 flag."""
-
-        def g(t, _f=dist.profile):
-            with _x64():
-                return np.asarray(_f(np.asarray(t, dtype=np.float64)), dtype=np.float64)
-
-        def dg(t, _f=dist.weight):
-            with _x64():
-                return np.asarray(_f(np.asarray(t, dtype=np.float64)), dtype=np.float64)
-
+        g, dg = _jitted(dist.profile), _jitted(dist.weight)
         return cls(dist.name, g, dg, float(margin))
+
+
+def _jitted(fn):
+    import jax
+
+    jfn = jax.jit(fn)
+
+    def call(t):
+        with _x64():
+            return np.asarray(jfn(np.asarray(t, dtype=np.float64)), dtype=np.float64)
+
+    return call
 
 
 def _x64():
