@@ -48,15 +48,10 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "sweeps": {
         "_matching": ("MATCHING_RULES", "active_set_disagreement", "match_margin"),
-        "_sweeps": (
-            "gradient_angles_closed_form",
-            "SWEEP_FAMILIES",
-            "family_sampler",
-            "triplet_metric",
-            "sweep",
-            "run_sweep",
-            "summarize",
-        ),
+        "_closed_form": ("gradient_angles_closed_form",),
+        "_engine": ("sweep",),
+        "_families": ("SWEEP_FAMILIES", "family_sampler", "triplet_metric"),
+        "_summaries": ("run_sweep", "summarize"),
     },
     "search": {
         "_objectives": ("OBJECTIVES", "STRUCTURES", "objective_function", "triplet_structure"),

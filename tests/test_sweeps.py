@@ -33,8 +33,10 @@ def test_closed_form_matches_autodiff(dim, dists):
 
 
 def test_closed_form_blocked_path_and_user_distance():
-    # more rows than one block, a batch shape, and a user distance (raw part by autodiff)
-    cube = gt.make_distance("cube", lambda t: t**3)
+    # more rows than one block, a batch shape, and a user distance whose ambient form has no
+    # closed form (ambient_kind "custom": raw part by autodiff)
+    cube = gt.make_distance("cube", lambda t: t**3, ambient=lambda x, y: gt.angle(x, y) ** 3)
+    assert cube.ambient_kind == "custom"
     a, p, n = gt.uniform_sphere(jax.random.key(1), (3, 2, 600), 5)
     r1 = gt.gradient_angles(a, p, n, distances=(cube, "chord_sq"), margins=(1.0, 0.5))
     r2 = jax.jit(
@@ -45,6 +47,19 @@ def test_closed_form_blocked_path_and_user_distance():
     for k in gt.GRADIENT_ANGLE_KEYS:
         assert r2[k].shape == (2, 600)
         np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
+
+
+def test_closed_form_angle_kind_user_distance():
+    # a user distance of the angle (ambient_kind "angle"): its raw gradient is the Riemannian one
+    cube = gt.make_distance("cube", lambda t: t**3)
+    assert cube.ambient_kind == "angle"
+    a, p, n = gt.uniform_sphere(jax.random.key(2), (3, 50), 4)
+    r1 = gt.gradient_angles(a, p, n, distances=(cube, "geodesic"), margins=(1.0, 0.5))
+    r2 = gt.gradient_angles_closed_form(a, p, n, distances=(cube, "geodesic"), margins=(1.0, 0.5))
+    for k in gt.GRADIENT_ANGLE_KEYS:
+        np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
+    for b in ("anchor", "positive", "negative", "joint"):
+        np.testing.assert_array_equal(r2[f"raw/{b}"], r2[f"riemannian/{b}"])
 
 
 def test_closed_form_near_degenerate_float32():

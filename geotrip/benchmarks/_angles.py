@@ -51,7 +51,8 @@ def _best(fn: Callable[[], object], *, reps: int, min_time: float = 0.0) -> floa
 
 
 def copy_bandwidth(nbytes: int, *, reps: int = 5) -> float:
-    """Bytes moved per second (read + write) by ``np.copyto`` of ``nbytes`` into a preallocated buffer."""
+    """Bytes moved per second (read + write) by ``np.copyto`` of ``nbytes`` into a preallocated
+    buffer."""
     src = np.ones(nbytes // 4, np.float32)
     dst = np.empty_like(src)
     t = _best(lambda: np.copyto(dst, src), reps=reps)
@@ -59,12 +60,13 @@ def copy_bandwidth(nbytes: int, *, reps: int = 5) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-# (c) NumPy: the closed form of geotrip.sweeps._sweeps, for chord_sq (A) vs geodesic (B)
+# (c) NumPy: the closed form of geotrip.sweeps._closed_form, for chord_sq (A) vs geodesic (B)
 # ---------------------------------------------------------------------------------------
 
 
 def numpy_closed_form(a, p, n, margins=(0.2, 0.2)):
-    """NumPy port of :func:`geotrip.gradient_angles_closed_form` for ``("chord_sq", "geodesic")``."""
+    """NumPy port of :func:`geotrip.gradient_angles_closed_form` for
+    ``("chord_sq", "geodesic")``."""
     mA, mB = margins
     dmp, dpp, dmn, dpn = p - a, p + a, n - a, n + a
     s = lambda x, y: np.einsum("ij,ij->i", x, y)
@@ -155,9 +157,11 @@ def numpy_closed_form(a, p, n, margins=(0.2, 0.2)):
 
 
 def torch_autograd(torch, a, p, n, margins=(0.2, 0.2)):
-    """Raw and Riemannian gradients by ``torch.autograd`` (chord_sq vs geodesic), then the eight angles.
+    """Raw and Riemannian gradients by ``torch.autograd`` (chord_sq vs geodesic), then the eight
+    angles.
 
-    The geodesic uses Kahan's angle :math:`2\\,\\mathrm{atan2}(\\|a-p\\|, \\|a+p\\|)`, as geotrip does.
+    The geodesic uses Kahan's angle :math:`2\\,\\mathrm{atan2}(\\|a-p\\|, \\|a+p\\|)`, as geotrip
+    does.
     """
     mA, mB = margins
 
@@ -238,7 +242,8 @@ def run(
     except ImportError:
         torch = None
         log(
-            "torch is not installed: skipping the PyTorch peer (pip install 'geotrip[torch]' or torch==2.13.0)"
+            "torch is not installed: skipping the PyTorch peer "
+            "(pip install 'geotrip[torch]' or torch==2.13.0)"
         )
 
     elems = 2**22 if quick else 2**24  # N * d per input array for (a), (c): beyond the caches
@@ -257,10 +262,11 @@ def run(
         reps = sizes.get("reps", reps)
     bw = copy_bandwidth(copy_bytes, reps=reps)
     log(
-        f"copy bandwidth: {bw / 1e9:.2f} GB/s (read + write, {copy_bytes / 2**20:.0f} MiB np.copyto)"
+        f"copy bandwidth: {bw / 1e9:.2f} GB/s "
+        f"(read + write, {copy_bytes / 2**20:.0f} MiB np.copyto)"
     )
     closed = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n))
-    from ..sweeps._sweeps import _gram_sums
+    from ..sweeps._closed_form import _gram_sums
 
     # the closed form's single pass over the data alone (the twelve fused sums), to show where
     # the time goes: the rest is O(1) work per configuration

@@ -13,9 +13,10 @@ from . import CLIError, add_jax_options
 def register(sub) -> None:
     p = sub.add_parser(
         "bench",
-        help="throughput benchmarks (gradient angles: closed form, autodiff, NumPy, PyTorch, bandwidth)",
-        description="Run the benchmark suites (default: all) and print configurations per second and "
-        "ratios; --json saves them with provenance.",
+        help="throughput benchmarks "
+        "(gradient angles: closed form, autodiff, NumPy, PyTorch, bandwidth)",
+        description="Run the benchmark suites (default: all) and print configurations per second "
+        "and ratios; --json saves them with provenance.",
     )
     p.add_argument(
         "--suite", nargs="+", metavar="NAME", help="suites to run (default: all; see --list)"

@@ -24,11 +24,13 @@ def _value(text: str):
 
 
 def register(sub) -> None:
-    from ..sweeps._sweeps import SWEEP_FAMILIES
+    from ..sweeps._families import SWEEP_FAMILIES
+
+    def params(v):
+        return ", ".join(f"{p}={d!r}" for p, d in v.params.items()) or "none"
 
     fams = "; ".join(
-        f"{k}: {v.description} (params: {', '.join(f'{p}={d!r}' for p, d in v.params.items()) or 'none'})"
-        for k, v in SWEEP_FAMILIES.items()
+        f"{k}: {v.description} (params: {params(v)})" for k, v in SWEEP_FAMILIES.items()
     )
     p = sub.add_parser(
         "sweep",
@@ -83,7 +85,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..core._distances import distance as get_distance
-    from ..sweeps._sweeps import SWEEP_FAMILIES, run_sweep
+    from ..sweeps import SWEEP_FAMILIES, run_sweep
 
     if args.family not in SWEEP_FAMILIES:
         raise CLIError(f"unknown family {args.family!r}; valid: {', '.join(SWEEP_FAMILIES)}")

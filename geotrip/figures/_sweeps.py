@@ -117,7 +117,8 @@ def dimension_data(dims, *, batches: int, seed: int) -> dict[str, np.ndarray]:
 @register_figure(
     "sweep_dimension",
     group="sweeps",
-    description="raw and Riemannian chord_sq-vs-geodesic gradient angles against d, uniform and mined triplets",
+    description="raw and Riemannian chord_sq-vs-geodesic gradient angles against d, "
+    "uniform and mined triplets",
 )
 def make_dimension(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
@@ -143,8 +144,10 @@ def make_dimension(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     axes[0].set_ylabel("angle chord_sq vs geodesic (degrees)\nmedian, band 10–90 %")
     axes[1].legend(fontsize=8, title="triplets", title_fontsize=8)
     fig.suptitle(
-        f"Where does disagreement survive concentration of measure? uniform triplets vs triplets mined "
-        f"from clustered batches ({K_CLASSES}×{PER_CLASS}, vMF, within-class angle ≈ {WITHIN_ANGLE} rad); "
+        "Where does disagreement survive concentration of measure? "
+        "uniform triplets vs triplets mined "
+        f"from clustered batches ({K_CLASSES}×{PER_CLASS}, vMF, "
+        f"within-class angle ≈ {WITHIN_ANGLE} rad); "
         f"margins {ALWAYS_ACTIVE} keep both hinges active",
         fontsize=9,
     )
@@ -172,7 +175,8 @@ RULES = ("same number", "reference", "slope", "active_share")
 def matching_data(
     *, dim: int, n_batches: int, n_uniform: int, seed: int, num_margins: int
 ) -> dict[str, np.ndarray]:
-    """Active-set disagreement (chord_sq vs geodesic) against the chord_sq margin, per rule and family."""
+    """Active-set disagreement (chord_sq vs geodesic) against the chord_sq margin, per rule and
+    family."""
     key = jax.random.key(seed)
     kappa = (dim - 1) / WITHIN_ANGLE**2
 
@@ -221,7 +225,8 @@ def matching_data(
 @register_figure(
     "margin_matching",
     group="sweeps",
-    description="hinge active-set disagreement (chord_sq vs geodesic) against the margin, per matching rule",
+    description="hinge active-set disagreement (chord_sq vs geodesic) against the margin, "
+    "per matching rule",
 )
 def make_matching(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib

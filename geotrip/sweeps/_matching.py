@@ -86,6 +86,18 @@ def match_margin(
     Raises:
       ValueError: unknown rule (the message lists the valid ones), a reference angle
         outside :math:`(0, \pi)`, a zero source slope, or missing samples.
+
+    >>> import geotrip as gt
+    >>> round(float(gt.match_margin(0.2, source="chord_sq", target="geodesic", rule="slope")), 6)
+    0.1
+    >>> round(float(gt.match_margin(0.2, rule="reference")), 4)  # boundaries meet at pi/2
+    0.1002
+    >>> import jax.numpy as jnp
+    >>> tap, tan = jnp.linspace(0.2, 1.4, 50), jnp.linspace(0.5, 1.7, 50)
+    >>> m = gt.match_margin(0.2, rule="active_share", theta_ap=tap, theta_an=tan)
+    >>> s = gt.active_set_disagreement(tap, tan, margins=(0.2, m))
+    >>> bool(s["active/A"] == s["active/B"])  # the same share of active triplets
+    True
     """
     if rule not in MATCHING_RULES:
         raise ValueError(f"unknown matching rule {rule!r}; valid: {', '.join(MATCHING_RULES)}")
@@ -114,7 +126,8 @@ def match_margin(
     tan = jnp.asarray(theta_an)
     if tap.shape != tan.shape or tap.size == 0:
         raise ValueError(
-            f"theta_ap and theta_an must be non-empty and of one shape, got {tap.shape}, {tan.shape}"
+            "theta_ap and theta_an must be non-empty and of one shape, "
+            f"got {tap.shape}, {tan.shape}"
         )
     dA = (A.profile(tan) - A.profile(tap)).reshape(-1)
     dB = jnp.sort((B.profile(tan) - B.profile(tap)).reshape(-1))
