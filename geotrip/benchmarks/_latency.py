@@ -142,13 +142,18 @@ print(json.dumps({
 """
 
 
+# The children import the same geotrip as this process (not another installed copy).
+_SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("JAX_COMPILATION_CACHE_DIR", "GEOTRIP_NO_COMPILATION_CACHE")
     }
-    env.update(JAX_PLATFORMS="cpu", **extra)
+    path = os.pathsep.join(filter(None, (str(_SOURCE_ROOT), env.get("PYTHONPATH"))))
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=path, **extra)
     return env
 
 
@@ -275,7 +280,7 @@ def run(
     bad = [f for f in functions if f not in FUNCTIONS] + [c for c in commands if c not in COMMANDS]
     if bad:
         raise ValueError(f"unknown function(s)/command(s) {bad}")
-    root = Path(__file__).resolve().parents[2]
+    root = _SOURCE_ROOT
     load_before = list(os.getloadavg())
     funcs, cmds = [], []
     with tempfile.TemporaryDirectory(prefix="geotrip-latency-") as tmp:
