@@ -139,9 +139,10 @@ def _sample_pk_fn(p: int, k: int):
 
 
 def _pair_angles(theta: np.ndarray, codes: np.ndarray) -> dict[str, Any]:
-    i, j = np.triu_indices(theta.shape[0], 1)
-    t = theta[i, j]
-    same = codes[i] == codes[j]
+    upper = np.triu(np.ones(theta.shape, dtype=bool), 1)
+    t = theta[upper]
+    same = (codes[:, None] == codes[None, :])[upper]
+    del upper
     edges = np.linspace(0.0, 180.0, 91)
     out: dict[str, Any] = {"histogram_deg": {"edges": edges}}
     for name, sel in (("within_class", same), ("between_class", ~same)):

@@ -54,8 +54,17 @@ def angle_matrix(U: np.ndarray) -> np.ndarray:
     far below the float32 resolution of typical embeddings.
     """
     U = np.asarray(U, dtype=np.float64)
-    c = np.clip(U @ U.T, -1.0, 1.0)
-    theta = 2.0 * np.arctan2(np.sqrt(np.maximum(2.0 - 2.0 * c, 0.0)), np.sqrt(2.0 + 2.0 * c))
+    c = U @ U.T  # in-place from here on: two n x n buffers at most
+    np.clip(c, -1.0, 1.0, out=c)
+    theta = np.multiply(c, -2.0)
+    theta += 2.0
+    np.maximum(theta, 0.0, out=theta)
+    np.sqrt(theta, out=theta)
+    c *= 2.0
+    c += 2.0
+    np.sqrt(c, out=c)
+    np.arctan2(theta, c, out=theta)
+    theta *= 2.0
     np.fill_diagonal(theta, 0.0)
     return theta
 
