@@ -6,15 +6,15 @@ is :math:`g'(\theta)`: for one pair the Riemannian gradient of
 :math:`d(\cdot, y)` at :math:`x` is :math:`-g'(\theta)\,u_{x\to y}`, with
 :math:`u_{x\to y}` the unit tangent at :math:`x` pointing toward :math:`y`.
 
-=============== ====================== ================== ==========================
-name            :math:`d(x,y)`         :math:`g(\theta)`  :math:`g'(\theta)`
-=============== ====================== ================== ==========================
-``chord_sq``    :math:`\|x-y\|^2`      :math:`2-2\cos\theta` :math:`2\sin\theta`
-``chord``       :math:`\|x-y\|`        :math:`2\sin(\theta/2)` :math:`\cos(\theta/2)`
-``geodesic``    :math:`\arccos(x\cdot y)` :math:`\theta`  :math:`1`
-``geodesic_sq`` :math:`\arccos(x\cdot y)^2` :math:`\theta^2` :math:`2\theta`
-``cosine``      :math:`1-x\cdot y`     :math:`1-\cos\theta` :math:`\sin\theta`
-=============== ====================== ================== ==========================
+=============== =========================== ======================= ======================
+name            :math:`d(x,y)`              :math:`g(\theta)`       :math:`g'(\theta)`
+=============== =========================== ======================= ======================
+``chord_sq``    :math:`\|x-y\|^2`           :math:`2-2\cos\theta`   :math:`2\sin\theta`
+``chord``       :math:`\|x-y\|`             :math:`2\sin(\theta/2)` :math:`\cos(\theta/2)`
+``geodesic``    :math:`\arccos(x\cdot y)`   :math:`\theta`          :math:`1`
+``geodesic_sq`` :math:`\arccos(x\cdot y)^2` :math:`\theta^2`        :math:`2\theta`
+``cosine``      :math:`1-x\cdot y`          :math:`1-\cos\theta`    :math:`\sin\theta`
+=============== =========================== ======================= ======================
 
 Each distance also has an *ambient* form, a function on :math:`\mathbb{R}^d`
 whose Euclidean ("raw") gradient is what autodiff gives without projection:

@@ -13,20 +13,20 @@ With :math:`D_{ij} = g(\theta_{ij})` the pairwise distance of the chosen family
 member, :math:`P(a) = \{j \ne a: y_j = y_a\}` the positives and
 :math:`N(a) = \{j: y_j \ne y_a\}` the negatives of anchor :math:`a`:
 
-=================== ======== ==========================================================
-strategy            k        triplets
-=================== ======== ==========================================================
-``batch_all``       n(n-1)²  every :math:`(a, p, n)` with :math:`p \in P(a)`, :math:`n \in N(a)`
-``batch_hard``      n        per anchor: :math:`\arg\max_{P(a)} D_{a\cdot}` and
-                             :math:`\arg\min_{N(a)} D_{a\cdot}`
-``semihard``        n(n-1)   per pair :math:`(a, p)`: the closest negative in the semi-hard band
-                             :math:`D_{ap} < D_{an} < D_{ap} + m`; if the band is empty, the
-                             hardest negative :math:`\arg\min_{N(a)} D_{a\cdot}`
-``hardest_negative`` n(n-1)  per pair :math:`(a, p)`: :math:`\arg\min_{N(a)} D_{a\cdot}`
-``easy``            n(n-1)   per pair :math:`(a, p)`: the farthest negative; valid only when
-                             it is outside the margin, :math:`D_{an} \ge D_{ap} + m`
-``random``          n(n-1)   per pair :math:`(a, p)`: a uniformly random negative (needs ``key``)
-=================== ======== ==========================================================
+==================== ======== ==========================================================
+strategy             k        triplets
+==================== ======== ==========================================================
+``batch_all``        n(n-1)²  every :math:`(a, p, n)` with :math:`p \in P(a)`, :math:`n \in N(a)`
+``batch_hard``       n        per anchor: :math:`\arg\max_{P(a)} D_{a\cdot}` and
+                              :math:`\arg\min_{N(a)} D_{a\cdot}`
+``semihard``         n(n-1)   per pair :math:`(a, p)`: the closest negative in the semi-hard band
+                              :math:`D_{ap} < D_{an} < D_{ap} + m`; if the band is empty, the
+                              hardest negative :math:`\arg\min_{N(a)} D_{a\cdot}`
+``hardest_negative`` n(n-1)   per pair :math:`(a, p)`: :math:`\arg\min_{N(a)} D_{a\cdot}`
+``easy``             n(n-1)   per pair :math:`(a, p)`: the farthest negative; valid only when
+                              it is outside the margin, :math:`D_{an} \ge D_{ap} + m`
+``random``           n(n-1)   per pair :math:`(a, p)`: a uniformly random negative (needs ``key``)
+==================== ======== ==========================================================
 
 Ties are broken by the lowest row index. Pairs are enumerated as
 ``(a, p)`` for ``a`` in ``range(n)`` and ``p`` over the other rows in increasing
