@@ -28,6 +28,7 @@ __all__ = [
     "encode_labels",
     "file_record",
     "read_rows",
+    "take_rows",
     "atomic_write_bytes",
     "atomic_write_text",
 ]
@@ -372,6 +373,40 @@ def scan_rows(X: np.ndarray, *, chunk_rows: int = 65536, progress: bool = False)
     return norms, np.concatenate(nonfinite), np.concatenate(zero)
 
 
+def _is_file_map(X) -> bool:
+    return (
+        isinstance(X, np.memmap)
+        and X.filename is not None
+        and X.base is not None
+        and X.flags.c_contiguous
+        and isinstance(X.base, mmap.mmap)
+    )
+
+
+def take_rows(X: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``X[idx]``; from a C-ordered memory map, by positioned reads (``os.pread``).
+
+    Gathering through the map would leave every touched page (and the kernel's
+    fault-around neighbours) resident; reads do not.
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    if not _is_file_map(X):
+        return np.asarray(X[idx])
+    row = X.shape[1] * X.dtype.itemsize
+    out = np.empty((idx.size, X.shape[1]), dtype=X.dtype)
+    buf = out.reshape(-1).view(np.uint8)
+    fd = os.open(X.filename, os.O_RDONLY)
+    try:
+        for k, i in enumerate(idx):
+            data = os.pread(fd, row, X.offset + int(i) * row)
+            if len(data) != row:
+                raise ValueError(f"{X.filename}: short read at row {i} (file truncated?)")
+            buf[k * row : (k + 1) * row] = np.frombuffer(data, dtype=np.uint8)
+    finally:
+        os.close(fd)
+    return out
+
+
 def read_rows(X: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Rows ``start:stop`` of ``X``; from a C-ordered memory map, by a plain file read.
 
@@ -379,13 +414,7 @@ def read_rows(X: np.ndarray, start: int, stop: int) -> np.ndarray:
     memory) until the map is closed; a read does not, so one pass over a file larger
     than memory stays within one chunk of resident memory.
     """
-    if (
-        isinstance(X, np.memmap)
-        and X.filename is not None
-        and X.base is not None
-        and X.flags.c_contiguous
-        and isinstance(X.base, mmap.mmap)
-    ):
+    if _is_file_map(X):
         row = X.shape[1] * X.dtype.itemsize
         count = (stop - start) * X.shape[1]
         out = np.fromfile(X.filename, dtype=X.dtype, count=count, offset=X.offset + start * row)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._caches import bounded_cache
-from ._io import check_embeddings, encode_labels, jsonable, scan_rows
+from ._io import check_embeddings, encode_labels, jsonable, scan_rows, take_rows
 from ._triplets import (
     Loss,
     StrategyAccumulator,
@@ -396,7 +396,7 @@ def analyze(
         if (mode == "all" or n <= eval_points)
         else np.sort(rng.choice(kept, eval_points, replace=False))
     )
-    U = _unit(X[ev])
+    U = _unit(take_rows(X, ev))
     ycodes = codes[ev]
     theta = angle_matrix(U)
     metrics = _collapse_metrics(U, ycodes)
@@ -510,10 +510,7 @@ def _run_batches(X, codes, kept, pkc, seed, rng, losses, dists, accs, max_sample
     for b in it:
         local = np.asarray(_sample_pk_fn(P, K)(jax.random.fold_in(key, b), table, cnt))
         ids = pool[local]
-        order = np.argsort(ids)
-        rows = np.empty((ids.size, X.shape[1]), dtype=np.float64)
-        rows[order] = np.asarray(X[ids[order]], dtype=np.float64)  # sorted reads of a memmap
-        U = _unit(rows)
+        U = _unit(take_rows(X, ids))
         y = codes[ids]
         theta = angle_matrix(U)
         mats = loss_matrices(theta, losses)
