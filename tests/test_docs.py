@@ -126,6 +126,20 @@ def test_readme_section_extraction(tmp_path):
     assert ext.readme_section("Missing", f) is None
 
 
+def test_cli_help_is_shown_as_plain_text():
+    """CLI help is plain text: reST markup characters in it must come out as typed."""
+    docutils_core = pytest.importorskip(
+        "docutils.core", reason="docutils comes with the docs extra"
+    )
+    ext = _docs_ext()
+    text = "least |hinge argument| of `radius`, theta_ap *or* psi_ (default: 1e-3) \\ end"
+    tree = docutils_core.publish_doctree(
+        ext._plain(text), settings_overrides={"report_level": 5, "halt_level": 5}
+    )
+    assert tree.astext() == text
+    assert ext._plain("==SUPPRESS==") == "==SUPPRESS==" and ext._plain(None) is None
+
+
 # --------------------------------------------------------------------------- full build
 
 

@@ -377,6 +377,37 @@ def cli_commands() -> list[tuple[str, str]]:
     return []
 
 
+def _plain(text):
+    """Help text is plain text (what ``--help`` prints), not reST: escape the characters
+    reST would read as markup (``|x|`` substitutions, ``*emphasis*``, ```roles```,
+    ``name_`` references)."""
+    if not isinstance(text, str) or text == "==SUPPRESS==":
+        return text
+    return re.sub(r"([\\`*|_])", r"\\\1", text)
+
+
+def docs_parser():
+    """``geotrip.cli.build_parser()`` with every description and help escaped for reST
+    (:func:`_plain`): the parser the CLI pages are generated from."""
+    import argparse
+
+    from geotrip.cli import build_parser
+
+    def escape(parser):
+        parser.description = _plain(parser.description)
+        parser.epilog = _plain(parser.epilog)
+        for action in parser._actions:
+            action.help = _plain(action.help)
+            if isinstance(action, argparse._SubParsersAction):
+                for choice in action._choices_actions:
+                    choice.help = _plain(choice.help)
+                for sub in action.choices.values():
+                    escape(sub)
+        return parser
+
+    return escape(build_parser())
+
+
 def generate_cli_pages(outdir: Path) -> list[str]:
     """One page per subcommand (``.. argparse::`` of sphinx-argparse) and an index."""
     if outdir.exists():
@@ -384,7 +415,8 @@ def generate_cli_pages(outdir: Path) -> list[str]:
     commands = cli_commands()
     index = [
         _title("Command line"),
-        "Generated at build time from the argparse definitions (``geotrip.cli.build_parser()``): "
+        "Generated at build time from the argparse definitions (``geotrip.cli.build_parser()``; "
+        "help texts shown as plain text, as ``--help`` prints them): "
         "one page per subcommand, with exactly the options and help that ``geotrip COMMAND "
         "--help`` prints.",
         "",
@@ -401,8 +433,8 @@ def generate_cli_pages(outdir: Path) -> list[str]:
             "",
             _title(f"``geotrip {name}``"),
             ".. argparse::",
-            "   :module: geotrip.cli",
-            "   :func: build_parser",
+            "   :module: geotrip_docs",
+            "   :func: docs_parser",
             "   :prog: geotrip",
             f"   :path: {name}",
             "",
