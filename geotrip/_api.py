@@ -109,6 +109,7 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
         "_provenance": ("provenance", "write_provenance"),
         "_caches": ("clear_caches",),
         "_validate": ("checked",),
+        "_compilation": ("enable_compilation_cache",),
     },
 }
 
