@@ -54,7 +54,13 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
         "_summaries": ("run_sweep", "summarize"),
     },
     "search": {
-        "_objectives": ("OBJECTIVES", "STRUCTURES", "objective_function", "triplet_structure"),
+        "_objectives": (
+            "ACTIVE_MODES",
+            "OBJECTIVES",
+            "STRUCTURES",
+            "objective_function",
+            "triplet_structure",
+        ),
         "_optimizer": ("RESTART_FAMILIES", "SearchResult", "draw_configurations", "search"),
         "_simplify": ("simplify",),
         "_certify": ("Certificate", "certify"),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import mpmath
 import numpy as np
@@ -46,9 +47,12 @@ def _exact_points(rows):
 
 
 @pytest.fixture(scope="module")
-def descent_cert(tmp_path_factory):
-    res = gt.search("descent", k=2, dim=3, seed=0, restarts=32, steps=100, progress=False)
-    path = tmp_path_factory.mktemp("cert") / "descent.json"
+def both_cert(tmp_path_factory):
+    # the same search as tests/test_search.py (the compiled search is shared in one process)
+    res = gt.search(
+        "angle", k=2, dim=3, active="both", seed=0, restarts=32, steps=100, progress=False
+    )
+    path = tmp_path_factory.mktemp("cert") / "both.json"
     cert = gt.certify(res, path)
     assert cert.verification.ok, cert.verification.failures
     return path, json.loads(path.read_text())
@@ -138,8 +142,8 @@ def test_closed_forms_match_geotrip(pair, soft):
                 assert q[k1] == pytest.approx(float(dd[k2]), rel=1e-9, abs=1e-12), (backend, k1)
 
 
-def test_good_certificate_verifies(descent_cert):
-    path, doc = descent_cert
+def test_good_certificate_verifies(both_cert):
+    path, doc = both_cert
     res = gt.verify_certificate(path)
     assert res.ok and not res.failures
     assert res.values["angle_deg"] > 90
@@ -174,8 +178,8 @@ def test_good_certificate_verifies(descent_cert):
         (lambda d: d["losses"]["B"].__setitem__("distance", "chord"), "claimed"),
     ],
 )
-def test_rejects_false_claims(descent_cert, edit, needle):
-    _, doc = descent_cert
+def test_rejects_false_claims(both_cert, edit, needle):
+    _, doc = both_cert
     bad = copy.deepcopy(doc)
     edit(bad)
     res = gt.verify_certificate(bad)
@@ -183,8 +187,78 @@ def test_rejects_false_claims(descent_cert, edit, needle):
     assert any(needle in f for f in res.failures), res.failures
 
 
-def test_rejects_assertion_without_safety_margin(descent_cert):
-    _, doc = descent_cert
+def test_rejects_a_pattern_that_does_not_hold(both_cert):
+    _, doc = both_cert
+    assert doc["active"] == "both" and doc["claims"]["pattern"] == ["both", "both"]
+    bad = copy.deepcopy(doc)
+    bad["claims"]["pattern"][0] = "A"
+    res = gt.verify_certificate(bad)
+    assert not res.ok and any(f.startswith("pattern: claimed ['A', 'both']") for f in res.failures)
+    # A larger margin of B would keep every triplet active: tampering breaks the slope rule
+    bad = copy.deepcopy(doc)
+    bad["losses"]["B"]["margin"] = "0.2"
+    res = gt.verify_certificate(bad)
+    assert any("slope rule gives 0.1" in f for f in res.failures), res.failures
+    # A triplet active under chord_sq only, in a certificate that requires "both"
+    a, p, n = gt.parametric_triplet(0.3, 0.45, 0.7, dim=3)
+    X = _exact_points(_rows(np.stack([a, p, n])))
+    cert = _cert(X, [[0, 1, 2]], mA=0.2, mB=0.1, claims={"pattern": ["A"]})
+    q = gt.certificate_quantities(cert)
+    cert["claims"].update(z_A=q["z_A"], z_B=q["z_B"], share_one_only_A=1.0)
+    cert["assertions"] = ["z_A[0] > 0.001", "z_B[0] > 0.001"]
+    res = gt.verify_certificate(cert)  # "any": the pattern is only stated, but z_B[0] < 0
+    assert [f for f in res.failures if "is false" not in f] == []
+    cert["assertions"] = ["z_A[0] > 0.001"]
+    assert gt.verify_certificate(cert).ok
+    cert["assertions"] = ["z_A[0] > 0.001", "z_B[0] > 0.001"]
+    cert["active"] = "both"
+    res = gt.verify_certificate(cert)
+    assert not res.ok
+    assert any("required pattern 'both' does not hold: triplet(s) [0]" in f for f in res.failures)
+    assert any("'z_B[0] > 0.001' is false" in f for f in res.failures)
+    cert["active"] = "disjoint"
+    cert["assertions"] = ["z_A[0] > 0.001", "z_B[0] < -0.001"]
+    assert gt.verify_certificate(cert).ok
+    with pytest.raises(gt.CertificateError, match="past the last triplet"):
+        gt.verify_certificate({**cert, "assertions": ["z_A[1] > 0"]})
+    with pytest.raises(gt.CertificateError, match="'active'"):
+        gt.verify_certificate({**cert, "active": "all"})
+
+
+@pytest.mark.parametrize("seed, mB, one_only", [(1, 0.1, "A"), (17, 0.2, "B")])
+def test_decomposition_matches_geotrip(seed, mB, one_only):
+    """Pattern, angle over the both-active triplets and one-only shares, against geotrip's
+    gradients of the sub-batches (JAX autodiff), on batches with mixed patterns."""
+    rng = np.random.default_rng(seed)
+    t = np.array([[0, 1, 2], [0, 3, 4], [2, 1, 5], [3, 5, 1], [4, 0, 5], [1, 2, 3]])
+    X = _exact_points(_rows(rng.normal(size=(6, 3)) * 0.3 + [1.0, 0, 0]))
+    mA = 0.2
+    q = gt.certificate_quantities(_cert(X, t, mA=mA, mB=mB), backend="float64")
+    Xj = jnp.asarray(X)
+    pattern = q["pattern"]
+    assert {"both", one_only} <= set(pattern), pattern  # a mixed batch
+
+    grads_fn = jax.jit(gt.batch_grads, static_argnames=("distance",))
+
+    def grads(dist, margin, keep):
+        mask = jnp.asarray([p in keep for p in pattern], dtype=Xj.dtype)
+        tj = jnp.asarray(t, dtype=jnp.int32)
+        return np.asarray(grads_fn(Xj, tj, distance=dist, margin=margin, mask=mask)).ravel()
+
+    GA2, GB2 = grads("chord_sq", mA, ("both",)), grads("geodesic", mB, ("both",))
+    cosb = GA2 @ GB2 / np.linalg.norm(GA2) / np.linalg.norm(GB2)
+    assert q["angle_both_deg"] == pytest.approx(np.degrees(np.arccos(cosb)), abs=1e-8)
+    for tag, dist, m in (("A", "chord_sq", mA), ("B", "geodesic", mB)):
+        G, only = grads(dist, m, ("both", tag)), grads(dist, m, (tag,))
+        assert q[f"share_one_only_{tag}"] == pytest.approx(only @ only / (G @ G), abs=1e-12)
+    assert q[f"share_one_only_{one_only}"] > 0.05
+    mp = gt.certificate_quantities(_cert(X, t, mA=mA, mB=mB))
+    assert mp["pattern"] == pattern
+    assert mp["share_one_only_A"] == pytest.approx(q["share_one_only_A"], rel=1e-12)
+
+
+def test_rejects_assertion_without_safety_margin(both_cert):
+    _, doc = both_cert
     bad = copy.deepcopy(doc)
     v = gt.certificate_quantities(doc)["angle_deg"]
     bad["assertions"] = [f"angle_deg > {v - 1e-9!r}"]
@@ -297,8 +371,8 @@ def test_corrupt_files_give_clear_errors(tmp_path, text, needle):
         gt.verify_certificate(f)
 
 
-def test_cli_verify_exit_codes(descent_cert, tmp_path):
-    path, doc = descent_cert
+def test_cli_verify_exit_codes(both_cert, tmp_path):
+    path, doc = both_cert
     bad = copy.deepcopy(doc)
     bad["claims"]["angle_deg"] = 80.0
     badf = tmp_path / "bad.json"

@@ -14,6 +14,7 @@ import geotrip as gt
 # One budget for every descent search of the fast tests (and the CLI test): the compiled
 # search is then reused within the process.
 BUDGET = dict(restarts=32, steps=100)
+FAST = dict(progress=False, **BUDGET)
 
 
 def test_structures():
@@ -52,69 +53,124 @@ def test_restart_families_are_unit_and_deterministic():
         gt.draw_configurations(jax.random.key(0), 2, 3, 3, families=("gaussian",))
 
 
-def test_cli_search_descent_k2_d3(tmp_path, capsys):
+# The interface of issue 9: every triplet active under both hinges, slope-matched margins.
+CLI_BOTH = "search --objective angle --triplets 2 --dim 3 --active both --match slope --seed 0"
+
+
+def test_cli_search_active_both_matched(tmp_path, capsys):
     from geotrip.cli import main
 
     out = tmp_path / "c.json"
-    rc = main(
-        [
-            "search",
-            "--objective",
-            "descent",
-            "--triplets",
-            "2",
-            "--dim",
-            "3",
-            "--seed",
-            "0",
-            "--restarts",
-            "32",
-            "--steps",
-            "100",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    argv = CLI_BOTH.split() + ["--restarts", "32", "--steps", "100", "--out", str(out)]
+    rc = main(argv + ["--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
-    assert "verified independently" in text and "descent: best" in text
+    assert "verified independently" in text and "angle: best" in text
+    assert "matched by slope" in text and "active=both" in text
     doc = json.loads(out.read_text())
     assert doc["provenance"]["seed"] == 0 and doc["claims"]["angle_deg"] > 90
+    assert doc["active"] == "both" and doc["claims"]["pattern"] == ["both", "both"]
+    # B's margin is A's times g_B'(pi/2) / g_A'(pi/2) = 0.2 * 1 / 2
+    assert doc["losses"]["match"]["rule"] == "slope"
+    assert float(doc["losses"]["B"]["margin"]) == pytest.approx(
+        0.2
+        * gt.distance("geodesic").weight_at(np.pi / 2)
+        / gt.distance("chord_sq").weight_at(np.pi / 2)
+    )
+    for i in range(2):
+        assert f"z_A[{i}] > 0.001" in doc["assertions"] and f"z_B[{i}] > 0.001" in doc["assertions"]
+    # the weighting alone: the angle over the triplets active under both is the angle
+    assert doc["claims"]["angle_both_deg"] == pytest.approx(doc["claims"]["angle_deg"], abs=1e-9)
+    assert doc["claims"]["share_one_only_A"] == 0 and doc["claims"]["share_one_only_B"] == 0
     assert main(["search", "--objective", "nope", "--out", str(out)]) == 2
     assert main(["search", "--dim", "1", "--out", str(out)]) == 2
+    with pytest.raises(SystemExit):
+        main(["search", "--active", "some", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        main(["search", "--match", "nope", "--out", str(out)])
 
 
 @pytest.mark.slow
-def test_cli_search_descent_k2_d3_under_a_minute_from_cold_caches(tmp_path, capsys):
-    """The issue's budget (run on demand: pytest -m slow).
+def test_cli_interface_under_a_minute(tmp_path):
+    """Issue 9's interface, default budget, a fresh process (run on demand: pytest -m slow)."""
+    import subprocess
+    import sys
 
-    Clearing JAX's caches slows later tests, hence slow."""
-    from geotrip.cli import main
-
-    gt.clear_caches()
     out = tmp_path / "c.json"
     t0 = time.perf_counter()
-    rc = main(
-        [
-            "search",
-            "--objective",
-            "descent",
-            "--triplets",
-            "2",
-            "--dim",
-            "3",
-            "--seed",
-            "0",
-            "--out",
-            str(out),
-            "--no-progress",
-        ]
-    )
+    cmd = [sys.executable, "-m", "geotrip", *CLI_BOTH.split(), "--out", str(out), "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True)
     elapsed = time.perf_counter() - t0
-    assert rc == 0
-    print(f"geotrip search descent k=2 d=3 (in-process, cold JIT caches): {elapsed:.1f} s")
+    assert r.returncode == 0, r.stdout + r.stderr
+    print(f"{' '.join(cmd[2:])}: {elapsed:.1f} s")
+    assert json.loads(out.read_text())["claims"]["angle_deg"] > 90
     assert elapsed < 60
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("active", ["any", "disjoint"])
+def test_cli_search_active_any_and_disjoint_same_number_margins(tmp_path, capsys, active):
+    from geotrip.cli import main
+
+    out = tmp_path / "c.json"
+    argv = ["search", "--objective", "angle", "--active", active, "--margins", "0.2", "0.2"]
+    argv += ["--restarts", "32", "--steps", "100", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "different units" in err and "would be 0.1" in err
+    doc = json.loads(out.read_text())
+    assert doc["active"] == active and "match" not in doc["losses"]
+    if active == "disjoint":
+        assert doc["claims"]["pattern"] == ["A", "B"]
+        assert "angle_both_deg" not in doc["claims"]
+        assert doc["claims"]["share_one_only_A"] == pytest.approx(1.0)
+        assert "z_A[0] > 0.001" in doc["assertions"] and "z_B[0] < -0.001" in doc["assertions"]
+
+
+def test_margins_are_matched_unless_both_given():
+    from geotrip.search._margins import resolve_margins
+
+    d = ("chord_sq", "geodesic")
+    (mA, mB), rule, note = resolve_margins(d, None, match="slope", dim=3)
+    assert (mA, rule) == (0.2, "slope")
+    assert mB == pytest.approx(float(gt.match_margin(0.2, source=d[0], target=d[1], rule="slope")))
+    assert mB == pytest.approx(0.1) and "matched" in note
+    (mA, mB), rule, _ = resolve_margins(d, (0.3, None), match="reference", dim=3)
+    assert mB == pytest.approx(
+        float(gt.match_margin(0.3, source=d[0], target=d[1], rule="reference"))
+    )
+    (mA, mB), rule, _ = resolve_margins(d, (0.2, None), match="active_share", dim=8)
+    assert rule == "active_share" and 0 < mB < 0.3
+    (mA, mB), rule, note = resolve_margins(d, (0.2, 0.2), match="slope", dim=3)
+    assert (mA, mB, rule) == (0.2, 0.2, None) and "different units" in note
+    assert resolve_margins(("geodesic", "geodesic"), (0.2, 0.3), match=None, dim=3)[2] == ""
+    with pytest.raises(ValueError, match="matching rule"):
+        resolve_margins(d, None, match="nope", dim=3)
+    with pytest.raises(ValueError, match="give it"):
+        resolve_margins(d, (0.2, None), match=None, dim=3)
+
+
+def test_pattern_constraints():
+    """Validity under active='both' / 'disjoint' follows the hinge arguments, with the gap."""
+    from geotrip.search._objectives import pattern_holds
+
+    t = jnp.asarray(gt.triplet_structure("shared_anchor", 1))
+    dists = (gt.distance("chord_sq"), gt.distance("geodesic"))
+    a, p, n = gt.parametric_triplet(1.2, 1.0, 0.7, dim=3)  # theta_ap > theta_an: both active
+    X = jnp.stack([a, p, n])
+    assert bool(pattern_holds(X, t, dists, (0.2, 0.1), "both", 1e-3))
+    assert not bool(pattern_holds(X, t, dists, (0.2, 0.1), "disjoint", 1e-3))
+    assert not bool(pattern_holds(X, t, dists, (0.2, 0.1), "both", 1.0))  # gap too large
+    # theta_an - theta_ap = 0.15 > 0.1: geodesic inactive; near 0 chord_sq's weight 2 sin(theta)
+    # is small, so its hinge (margin 0.2) stays active: an "A only" triplet
+    a, p, n = gt.parametric_triplet(0.3, 0.45, 0.7, dim=3)
+    X = jnp.stack([a, p, n])
+    assert bool(pattern_holds(X, t, dists, (0.2, 0.1), "disjoint", 1e-3))
+    assert not bool(pattern_holds(X, t, dists, (0.2, 0.1), "both", 1e-3))
+    with pytest.raises(ValueError, match="hard hinges"):
+        gt.objective_function("angle", t, soft=True, active="both")
+    with pytest.raises(ValueError, match="unknown active mode"):
+        gt.search("angle", active="some")
 
 
 def _degenerate():
@@ -123,8 +179,8 @@ def _degenerate():
     return coincident, inactive
 
 
-def _check_nan_free(obj):
-    f, score, valid = gt.objective_function(obj, gt.triplet_structure("shared_anchor", 2))
+def _check_nan_free(obj, **kw):
+    f, score, valid = gt.objective_function(obj, gt.triplet_structure("shared_anchor", 2), **kw)
     gf = jax.jit(jax.grad(f))
     for X in _degenerate():
         g = gf(X)
@@ -134,11 +190,11 @@ def _check_nan_free(obj):
 
 
 def test_objectives_are_nan_free_at_degenerate_configurations():
-    # "angle" shares the descent surrogate; "active" has no nested gradient; "raw": slow set
-    _check_nan_free("descent")
+    # "descent" shares the angle surrogate; "active" has no nested gradient; "raw": slow set
+    _check_nan_free("angle", margins=(0.2, 0.1), active="both")
     # a search started from a fully collapsed configuration stays finite
     coincident, _ = _degenerate()
-    r = gt.search("descent", k=2, dim=3, init=np.asarray(coincident), progress=False, **BUDGET)
+    r = gt.search("angle", k=2, dim=3, active="both", init=np.asarray(coincident), **FAST)
     assert np.all(np.isfinite(r.points))
 
 
@@ -174,28 +230,39 @@ def test_active_objective_scales_by_range_max():
 
 
 def test_objective_cache_is_bounded_and_clearable():
+    from geotrip import _caches
+    from geotrip.search._objectives import _cached_objective
+
     t = gt.triplet_structure("chain", 2)
     f1 = gt.objective_function("active", t, margins=(0.25, 0.1))
     assert gt.objective_function("active", t, margins=(0.25, 0.1)) is f1
-    assert gt.clear_caches() >= 3
+    assert _cached_objective in _caches._REGISTRY  # emptied by gt.clear_caches()
+    assert _cached_objective.cache_info().maxsize == 64
+    _cached_objective.cache_clear()  # (gt.clear_caches() would also empty JAX's caches)
     assert gt.objective_function("active", t, margins=(0.25, 0.1)) is not f1
 
 
 @pytest.fixture(scope="module")
-def descent_result():
-    return gt.search("descent", k=2, dim=3, seed=0, progress=False, **BUDGET)
+def both_result():
+    return gt.search("angle", k=2, dim=3, active="both", seed=0, **FAST)
 
 
-def test_search_is_deterministic_and_agrees_with_core(descent_result):
-    r2 = gt.search("descent", k=2, dim=3, seed=0, progress=False, **BUDGET)
-    np.testing.assert_array_equal(descent_result.points, r2.points)
-    r = descent_result
-    assert r.value > 0  # a descent disagreement: obtuse gradient angle
+def test_search_is_deterministic_and_agrees_with_core(both_result):
+    r2 = gt.search("angle", k=2, dim=3, active="both", seed=0, **FAST)
+    np.testing.assert_array_equal(both_result.points, r2.points)
+    r = both_result
+    assert r.margins == (0.2, 0.1) and r.match == "slope" and r.active == "both"
+    assert r.value > 90  # weighting alone makes the two gradients obtuse
     X, t = jnp.asarray(r.points), jnp.asarray(r.triplets)
-    dd = gt.descent_disagreement(X, t)
-    assert float(-dd["cos"]) == pytest.approx(r.value, abs=1e-9)
-    assert np.degrees(float(gt.batch_gradient_angle(X, t))) == pytest.approx(r.angle_deg, abs=1e-9)
+    ang = gt.batch_gradient_angle(X, t, margins=r.margins)
+    assert np.degrees(float(ang)) == pytest.approx(r.value, abs=1e-9)
+    assert r.angle_deg == pytest.approx(r.value, abs=1e-9)
+    dd = gt.descent_disagreement(X, t, margins=r.margins)
     assert float(dd["slope/B_along_A"]) > 0
+    for d, m in zip(r.distances, r.margins):  # every triplet active under both hinges
+        a, p, n = X[t[:, 0]], X[t[:, 1]], X[t[:, 2]]
+        z = gt.distance(d)(a, p) - gt.distance(d)(a, n) + m
+        assert np.all(np.asarray(z) > r.gap)
 
 
 @pytest.mark.slow
@@ -241,8 +308,8 @@ def test_active_and_raw_objectives():
 
 
 @pytest.mark.slow
-def test_simplify_and_certify(descent_result):
-    s = gt.simplify(descent_result, restarts=8, steps=50)
+def test_simplify_and_certify(both_result):
+    s = gt.simplify(both_result, restarts=8, steps=50)
     assert s.k == 2  # one triplet can never disagree (k=1 bound)
     assert s.dim <= 3
     c = gt.certify(s)

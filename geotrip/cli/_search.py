@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 from pathlib import Path
 
 from . import CLIError, add_jax_options
@@ -50,12 +51,41 @@ def register(sub) -> None:
         help="the two distances (default: chord_sq geodesic)",
     )
     p.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        metavar="MA",
+        help="margin of loss A; B's is matched to it by --match (default: 0.2)",
+    )
+    p.add_argument(
+        "--match",
+        default="slope",
+        choices=("reference", "slope", "active_share"),
+        help="rule deriving B's margin from A's (geotrip.match_margin; default: slope, "
+        "m_B = m_A g_B'(pi/2) / g_A'(pi/2))",
+    )
+    p.add_argument(
         "--margins",
         nargs=2,
         type=float,
-        default=(0.2, 0.2),
+        default=None,
         metavar=("MA", "MB"),
-        help="the two margins (default: 0.2 0.2)",
+        help="both margins explicitly (overrides --margin and --match; a note on stderr "
+        "when the two distances' units differ)",
+    )
+    p.add_argument(
+        "--active",
+        default="any",
+        choices=("any", "both", "disjoint"),
+        help="activity pattern every triplet must follow: any (no constraint), both (active "
+        "under both hinges: the weighting effect alone), disjoint (under exactly one); "
+        "default: any",
+    )
+    p.add_argument(
+        "--gap",
+        type=float,
+        default=1e-3,
+        help="least |hinge argument| of the pattern, in each distance's units (default: 1e-3)",
     )
     p.add_argument("--soft", action="store_true", help="soft-margin losses log(1 + exp(z))")
     p.add_argument(
@@ -140,12 +170,16 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     objective = _objective(args.objective)
     triplets = _structure(args.structure, args.triplets)
+    margins = tuple(args.margins) if args.margins is not None else (args.margin, None)
     res = search(
         objective,
         triplets=triplets,
         dim=args.dim,
         distances=tuple(args.distances),
-        margins=tuple(args.margins),
+        margins=margins,
+        match=args.match,
+        active=args.active,
+        gap=args.gap,
         soft=args.soft,
         restarts=args.restarts,
         steps=args.steps,
@@ -153,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
     )
+    for note in res.notes:
+        if "different units" in note:
+            print(f"geotrip search: note: {note}", file=sys.stderr)
     print(res.describe())
     if not res.candidates.size:
         print("no valid configuration found (all restarts degenerate); nothing to certify")

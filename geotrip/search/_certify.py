@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._caches import bounded_cache
 from ..core._losses import batch_loss
 from ._format import GRAD_TOL, format_decimal_points, safety_margin, write_certificate
-from ._objectives import _flat_angle_deg, _pair_grads, _Spec, _z, objective_function
+from ._objectives import _flat_angle_deg, _pair_grads, _Spec, _z, decomposition
 from ._optimizer import SearchResult, _objective_name
-from ._simplify import _STEP_SIZES, _dd, _default_threshold, _holds, _step_claims
+from ._simplify import _STEP_SIZES, _dd, _default_threshold, _holds, _objective_of, _step_claims
 from .certificates import VerificationResult, verify_certificate
 
 __all__ = ["Certificate", "certify"]
@@ -35,29 +36,47 @@ class Certificate:
     verification: VerificationResult
 
 
+@bounded_cache(16)
+def _claim_arrays_fn(distances: tuple, margins: tuple, soft: bool):
+    """One jitted function for the JAX-side claims (eager evaluation compiles every
+    primitive separately, which dominated the time of a certification)."""
+    spec = _Spec(None, (), distances, margins, soft)
+
+    def claim_arrays(X, t):
+        GA, GB = _pair_grads(X, t, spec)
+        RA, RB = _pair_grads(X, t, spec, riemannian=False)
+        dec = decomposition(X, t, spec)
+        return {
+            "angle_deg": _flat_angle_deg(GA, GB),
+            "raw_angle_deg": _flat_angle_deg(RA, RB),
+            "raw_norm_A": jnp.linalg.norm(RA),
+            "raw_norm_B": jnp.linalg.norm(RB),
+            "z_A": _z(X, t, distances[0], margins[0]),
+            "z_B": _z(X, t, distances[1], margins[1]),
+            "loss_A": batch_loss(X, t, distance=distances[0], margin=margins[0], soft=soft),
+            "loss_B": batch_loss(X, t, distance=distances[1], margin=margins[1], soft=soft),
+            **dec,
+        }
+
+    return jax.jit(claim_arrays)
+
+
 def _claims(X, t, res: SearchResult, step) -> dict:
     """Every claim about configuration X, computed with geotrip's JAX code."""
     Xj, tj = jnp.asarray(X), jnp.asarray(t)
-    spec = _Spec(None, (), res.distances, res.margins, res.soft)
-    GA, GB = _pair_grads(Xj, tj, spec)
-    RA, RB = _pair_grads(Xj, tj, spec, riemannian=False)
+    fn = _claim_arrays_fn(tuple(res.distances), tuple(res.margins), bool(res.soft))
+    arr = fn(Xj, tj)
     dd = _dd(res)(Xj, tj, jnp.asarray(step["size"], Xj.dtype))
-    zA = _z(Xj, tj, res.distances[0], res.margins[0])
-    zB = _z(Xj, tj, res.distances[1], res.margins[1])
-    hingeA = np.asarray(zA) > 0 if not res.soft else np.ones(t.shape[0], bool)
-    hingeB = np.asarray(zB) > 0 if not res.soft else np.ones(t.shape[0], bool)
-    loss = [
-        float(batch_loss(Xj, tj, distance=d, margin=m, soft=res.soft))
-        for d, m in zip(res.distances, res.margins)
-    ]
+    zA, zB = np.asarray(arr["z_A"]), np.asarray(arr["z_B"])
+    hingeA, hingeB = np.asarray(arr["active_A"]), np.asarray(arr["active_B"])
     claims = {
-        "angle_deg": float(_flat_angle_deg(GA, GB)),
-        "raw_angle_deg": float(_flat_angle_deg(RA, RB)),
+        "angle_deg": float(arr["angle_deg"]),
+        "raw_angle_deg": float(arr["raw_angle_deg"]),
         "cos": float(dd["cos"]),
         "grad_norm_A": float(dd["grad_norm/A"]),
         "grad_norm_B": float(dd["grad_norm/B"]),
-        "loss_A": loss[0],
-        "loss_B": loss[1],
+        "loss_A": float(arr["loss_A"]),
+        "loss_B": float(arr["loss_B"]),
         "slope_B_along_A": float(dd["slope/B_along_A"]),
         "slope_A_along_B": float(dd["slope/A_along_B"]),
         "z_A": [float(v) for v in zA],
@@ -77,10 +96,39 @@ def _claims(X, t, res: SearchResult, step) -> dict:
             claims.pop(name)
         if not claims["grad_norm_A"] > big:
             claims.pop("step")
-    nRA, nRB = float(jnp.linalg.norm(RA)), float(jnp.linalg.norm(RB))
-    if not (nRA > big and nRB > big):
+    if not (float(arr["raw_norm_A"]) > big and float(arr["raw_norm_B"]) > big):
         claims.pop("raw_angle_deg")
+    claims.update(_decomposition_claims(arr, hingeA, hingeB))
     return claims
+
+
+def _decomposition_claims(dec, hingeA, hingeB) -> dict:
+    """Per-triplet activity pattern; angle over the both-active triplets; one-only shares."""
+    pattern = [
+        {(True, True): "both", (True, False): "A", (False, True): "B"}.get((a, b), "none")
+        for a, b in zip(hingeA.tolist(), hingeB.tolist())
+    ]
+    out = {
+        "pattern": pattern,
+        "share_one_only_A": float(dec["share_one_only_A"]),
+        "share_one_only_B": float(dec["share_one_only_B"]),
+    }
+    angle_both = float(dec["angle_both_deg"])
+    if np.isfinite(angle_both):
+        out["angle_both_deg"] = angle_both
+    return out
+
+
+def _pattern_assertions(active: str, gap: float, claims) -> list[str]:
+    """``z_A[i] > gap`` / ``z_B[i] > gap`` (and ``< -gap`` for the inactive hinge) per triplet."""
+    if active == "any":
+        return []
+    out = []
+    for i, pat in enumerate(claims["pattern"]):
+        for tag in ("A", "B"):
+            on = pat == "both" or pat == tag
+            out.append(f"z_{tag}[{i}] > {gap!r}" if on else f"z_{tag}[{i}] < {-gap!r}")
+    return out
 
 
 def _assertions(objective, claims, threshold) -> list[str]:
@@ -102,9 +150,7 @@ def _assertions(objective, claims, threshold) -> list[str]:
 
 def _round(X, t, result, thr, decimals, max_decimals, value_tolerance):
     """The fewest decimals keeping validity, the property and the score: ``(q, rows, Xr)``."""
-    _, score, valid = objective_function(
-        result.objective, t, distances=result.distances, margins=result.margins, soft=result.soft
-    )
+    _, score, valid = _objective_of(result, t)
     s0 = float(score(jnp.asarray(X)))
     had_property = _holds(X, t, result, thr)
     tries = [decimals] if decimals is not None else list(range(2, max_decimals + 1))
@@ -140,8 +186,21 @@ def _statement(result, claims, k, dim) -> str:
         f"{result.distances[0]} (margin {result.margins[0]:g}) vs {result.distances[1]} "
         f"(margin {result.margins[1]:g}){' soft' if result.soft else ''}, k={k} triplets "
         f"on S^{dim - 1}: {angle}; {int(claims['active_disagreement'])} triplet(s) active "
-        "under exactly one loss"
+        f"under exactly one loss (pattern required: {result.active})"
     )
+
+
+def _losses(result) -> dict:
+    out = {
+        "A": {"distance": str(result.distances[0]), "margin": repr(result.margins[0])},
+        "B": {"distance": str(result.distances[1]), "margin": repr(result.margins[1])},
+        "soft": result.soft,
+    }
+    if result.match is not None:
+        out["match"] = {"rule": result.match}
+        if result.match in ("slope", "reference"):
+            out["match"]["theta_ref"] = "pi/2"
+    return out
 
 
 def _write_and_verify(path, content):
@@ -188,14 +247,8 @@ def certify(
       ValueError: if float64 is off, or no rounding up to ``max_decimals`` keeps the
         property.
 
-    >>> import jax, geotrip as gt
-    >>> x64 = jax.config.jax_enable_x64
-    >>> jax.config.update("jax_enable_x64", True)
-    >>> r = gt.search("angle", k=1, dim=3, restarts=8, steps=40, seed=0, progress=False)
-    >>> c = gt.certify(r, provenance={})
-    >>> c.verification.ok, c.decimals <= 12, bool(c.verification.values["angle_deg"] < 60)
-    (True, True, True)
-    >>> jax.config.update("jax_enable_x64", x64)
+    Example (not run as a doctest: compiling the claims takes several seconds; the tests
+    run it): ``gt.certify(gt.search("angle", k=2, active="both"), "c.json")``.
     """
     if not jax.config.jax_enable_x64:
         raise ValueError(
@@ -215,13 +268,11 @@ def certify(
     content = dict(
         points=rows,
         triplets=t.tolist(),
-        losses={
-            "A": {"distance": str(result.distances[0]), "margin": repr(result.margins[0])},
-            "B": {"distance": str(result.distances[1]), "margin": repr(result.margins[1])},
-            "soft": result.soft,
-        },
+        losses=_losses(result),
         claims=claims,
-        assertions=_assertions(name, claims, thr),
+        assertions=_assertions(name, claims, thr)
+        + _pattern_assertions(result.active, result.gap, claims),
+        active=result.active,
         kind=name,
         statement=statement or _statement(result, claims, t.shape[0], X.shape[1]),
         objective={

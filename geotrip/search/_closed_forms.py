@@ -192,13 +192,15 @@ class _Calc:
             total = total + self._hinge(zk)
         return total
 
-    def grads(self, key, riemannian=True):
+    def grads(self, key, riemannian=True, only=None):
+        """Flattened gradient of loss ``key``; with ``only`` (a set of triplet indices),
+        summed over those triplets alone."""
         X, name = self.X, self.dist[key]
         d = len(X[0])
         G = [[self.B.zero] * d for _ in X]
-        for (a, p, n), zk in zip(self.T, self.z(key)):
+        for k, ((a, p, n), zk) in enumerate(zip(self.T, self.z(key))):
             s = self._slope(zk)
-            if s == 0:
+            if s == 0 or (only is not None and k not in only):
                 continue
             if riemannian:
                 wp = s * self.weight(name, self.angle(X[a], X[p]))
@@ -281,6 +283,29 @@ def _quantities(calc: _Calc, names: set[str], step_spec: Mapping | None) -> dict
     if step_spec is not None:
         st = calc.step(step_spec["along"], repr(float(step_spec["size"])))
         out["step.delta_A"], out["step.delta_B"] = st["delta_A"], st["delta_B"]
+    out.update(_decomposition(calc, out["z_A"], out["z_B"]))
+    return out
+
+
+def _decomposition(calc: _Calc, zA, zB) -> dict[str, Any]:
+    """Activity pattern per triplet; angle over the triplets active under both hinges;
+    share of each gradient's squared norm from the triplets active under its hinge only."""
+    if calc.soft:
+        onA = onB = [True] * len(zA)
+    else:
+        onA, onB = [z > 0 for z in zA], [z > 0 for z in zB]
+    names = {(True, True): "both", (True, False): "A", (False, True): "B"}
+    pattern = [names.get((a, b), "none") for a, b in zip(onA, onB)]
+    both = {k for k, p in enumerate(pattern) if p == "both"}
+    out: dict[str, Any] = {"pattern": pattern}
+    GA2, GB2 = calc.grads("A", only=both), calc.grads("B", only=both)
+    if calc._norm(GA2) > 0 and calc._norm(GB2) > 0:
+        out["angle_both_deg"] = calc.vec_angle_deg(GA2, GB2)
+    for tag in ("A", "B"):
+        mine = {k for k, p in enumerate(pattern) if p == tag}
+        G, part = calc.grads(tag), calc.grads(tag, only=mine)
+        nG2 = _dot(G, G)
+        out[f"share_one_only_{tag}"] = _dot(part, part) / nG2 if nG2 > 0 else calc.B.zero
     return out
 
 
@@ -312,3 +337,14 @@ def _pair_sines(calc: _Calc):
             )
         )
     return out
+
+
+def slope_matched_margin(losses: Mapping) -> float:
+    r""":math:`m_A\,g_B'(\pi/2)/g_A'(\pi/2)` in mpmath (the ``"slope"`` matching rule)."""
+    import mpmath
+
+    with mpmath.workdps(MP_DIGITS):
+        B = _MP(mpmath)
+        t = B.pi / 2
+        wA, wB = (_WEIGHTS[losses[k]["distance"]](B, t) for k in ("A", "B"))
+        return float(B.num(losses["A"]["margin"]) * wB / wA)

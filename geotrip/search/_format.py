@@ -73,7 +73,15 @@ CLAIM_NAMES = (
     "z_B",
     "active_disagreement",
     "step",
+    "pattern",
+    "angle_both_deg",
+    "share_one_only_A",
+    "share_one_only_B",
 )
+PATTERN_VALUES = ("both", "A", "B", "none")
+"""Per-triplet activity: active under both hinges, under A only, under B only, under none."""
+ACTIVE_MODES = ("any", "both", "disjoint")
+"""Required activity patterns: no constraint; every triplet ``both``; every one ``A`` or ``B``."""
 _SCALAR_QUANTITIES = (
     "angle_deg",
     "raw_angle_deg",
@@ -87,9 +95,14 @@ _SCALAR_QUANTITIES = (
     "active_disagreement",
     "step.delta_A",
     "step.delta_B",
+    "angle_both_deg",
+    "share_one_only_A",
+    "share_one_only_B",
 )
+_INDEXED_QUANTITIES = ("z_A", "z_B")
 _ASSERTION = re.compile(
-    r"^\s*([A-Za-z_][A-Za-z_.]*)\s*([<>])\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$"
+    r"^\s*([A-Za-z_][A-Za-z_.]*)(?:\[([0-9]+)\])?\s*([<>])\s*"
+    r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$"
 )
 
 
@@ -180,6 +193,11 @@ def _check_losses(losses) -> dict:
             "distance": spec["distance"],
             "margin": _decimal(spec["margin"], f"losses.{key}.margin"),
         }
+    match = losses.get("match")
+    if match is not None:
+        if not isinstance(match, dict) or not isinstance(match.get("rule"), str):
+            raise CertificateError("'losses.match' must be an object with a 'rule'")
+        clean["match"] = dict(match)
     return clean
 
 
@@ -208,6 +226,12 @@ def _check_claims(claims, k: int) -> dict:
                 raise CertificateError(f"claim {name!r} must be a list with one value per triplet")
             for i, x in enumerate(v):
                 _finite_number(x, f"claims.{name}[{i}]")
+        elif name == "pattern":
+            if not isinstance(v, list) or len(v) != k or any(x not in PATTERN_VALUES for x in v):
+                raise CertificateError(
+                    f"claim 'pattern' must be a list with one of {', '.join(PATTERN_VALUES)} "
+                    "per triplet"
+                )
         elif name == "step":
             _check_step_claim(v)
         else:
@@ -221,16 +245,30 @@ def _check_assertions(assertions, claims) -> list[tuple]:
     parsed = []
     for a in assertions:
         m = _ASSERTION.match(a)
-        if not m or m.group(1) not in _SCALAR_QUANTITIES:
+        name, index = (m.group(1), m.group(2)) if m else (None, None)
+        known = _INDEXED_QUANTITIES if index is not None else _SCALAR_QUANTITIES
+        if not m or name not in known:
             raise CertificateError(
                 f"cannot read assertion {a!r}; expected 'QUANTITY > NUMBER' or "
-                f"'QUANTITY < NUMBER' with QUANTITY in {', '.join(_SCALAR_QUANTITIES)}"
+                f"'QUANTITY < NUMBER' with QUANTITY in {', '.join(_SCALAR_QUANTITIES)} or "
+                "z_A[i], z_B[i]"
             )
-        q = m.group(1)
-        if q.split(".")[0] not in claims:
+        q = name if index is None else f"{name}[{int(index)}]"
+        if name.split(".")[0] not in claims:
             raise CertificateError(f"assertion {a!r} is about {q!r}, which is not among the claims")
-        parsed.append((a, q, m.group(2), float(m.group(3))))
+        if index is not None and not int(index) < len(claims[name]):
+            raise CertificateError(f"assertion {a!r}: index {index} is past the last triplet")
+        parsed.append((a, q, m.group(3), float(m.group(4))))
     return parsed
+
+
+def _check_active(cert) -> str:
+    active = cert.get("active", "any")
+    if active not in ACTIVE_MODES:
+        raise CertificateError(f"'active' is {active!r}; valid: {', '.join(ACTIVE_MODES)}")
+    if active != "any" and "pattern" not in cert["claims"]:
+        raise CertificateError(f"'active' = {active!r} needs the claim 'pattern'")
+    return active
 
 
 def _check_schema(cert: Any) -> dict:
@@ -256,6 +294,7 @@ def _check_schema(cert: Any) -> dict:
         "losses": losses,
         "claims": claims,
         "assertions": assertions,
+        "active": _check_active(cert),
     }
 
 
@@ -322,6 +361,7 @@ def write_certificate(
     search: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     statement: str = "",
+    active: str = "any",
 ) -> Path:
     """Write a certificate JSON file (schema in the module docstring) and return its path.
 
@@ -339,7 +379,9 @@ def write_certificate(
             "A": dict(losses["A"]),
             "B": dict(losses["B"]),
             "soft": bool(losses.get("soft", False)),
+            **({"match": dict(losses["match"])} if losses.get("match") else {}),
         },
+        "active": active,
         "claims": _plain(dict(claims)),
         "assertions": list(assertions),
         "verification": {

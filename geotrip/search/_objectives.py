@@ -26,6 +26,22 @@ losses (:func:`geotrip.batch_grads`). The objectives (all maximised):
   raw (ambient) gradients understates the disagreement.
 * a callable ``f(X, triplets) -> scalar``: any differentiable JAX function of the
   configuration.
+
+Active-set control (``active``, hard hinges only), so that a disagreement can be
+attributed to the per-pair *weights* or to the hinges' *active sets*:
+
+* ``"any"``: no constraint (a triplet may be active under one loss only);
+* ``"both"``: every triplet active under both hinges, each hinge argument at least
+  ``gap`` above 0 (:math:`z^A_k > \text{gap}`, :math:`z^B_k > \text{gap}`, each in its
+  distance's units). The angle then comes from the weighting alone;
+* ``"disjoint"``: every triplet active under exactly one hinge (the other's argument
+  below :math:`-\text{gap}`): the active-set effect on purpose.
+
+A configuration outside the pattern is not valid (never reported), and the optimiser's
+surrogate gets a penalty :math:`10\sum_k \max(0, 2\,\text{gap} - z_k)/g(\pi)` per hinge
+that pulls it back inside (for ``"disjoint"``, toward "A only" for even triplets and
+"B only" for odd ones, so that both gradients are non-zero; any disjoint pattern is
+valid).
 """
 
 from __future__ import annotations
@@ -46,11 +62,20 @@ from ..core._geometry import angle, vector_angle
 from ..core._gradients import batch_grads, triplet_grads_closed_form
 from ._format import GRAD_TOL
 
-__all__ = ["OBJECTIVES", "STRUCTURES", "objective_function", "triplet_structure"]
+__all__ = [
+    "ACTIVE_MODES",
+    "OBJECTIVES",
+    "STRUCTURES",
+    "decomposition",
+    "objective_function",
+    "triplet_structure",
+]
 
 OBJECTIVES = ("angle", "descent", "active", "raw")
 STRUCTURES = ("shared_anchor", "chain", "cycle", "labeled")
+ACTIVE_MODES = ("any", "both", "disjoint")
 _ACTIVE_CAP = 0.05
+_PENALTY = 10.0
 
 
 # ----------------------------------------------------------------------------------------
@@ -177,6 +202,52 @@ def _z(X, t, dist, margin):
     return D.ambient(a, p) - D.ambient(a, n) + margin
 
 
+def _triplet_grads(X, t, dist, margin, soft):
+    """Closed-form Riemannian gradients of each triplet, ``(k, 3, d)`` (a, p, n rows)."""
+    a, p, n = X[t[:, 0]], X[t[:, 1]], X[t[:, 2]]
+    return jnp.stack(triplet_grads_closed_form(a, p, n, distance=dist, margin=margin, soft=soft), 1)
+
+
+def _scatter(X, t, g, weights):
+    """Sum per-triplet gradients ``g`` ``(k, 3, d)``, weighted per triplet, onto the points."""
+    g = g * weights[:, None, None]
+    return (
+        jnp.zeros_like(X).at[t[:, 0]].add(g[:, 0]).at[t[:, 1]].add(g[:, 1]).at[t[:, 2]].add(g[:, 2])
+    )
+
+
+def decomposition(X, t, spec: _Spec) -> dict:
+    r"""Angle over the triplets active under both hinges, and the share of each gradient's
+    squared norm from the triplets active under its own hinge only.
+
+    ``share_one_only_A`` is :math:`\|G_A^{A\,only}\|^2/\|G_A\|^2` (it can exceed 1 when the
+    two parts cancel); both shares are 0 when every active triplet is active under both.
+    Returns JAX scalars ``angle_both_deg`` (NaN when a part vanishes), ``share_one_only_A``,
+    ``share_one_only_B`` and the boolean masks ``active_A``, ``active_B``.
+    """
+    (dA, dB), (mA, mB) = spec.distances, spec.margins
+    if spec.soft:
+        actA = actB = jnp.ones(t.shape[0], bool)
+    else:
+        actA, actB = _z(X, t, dA, mA) > 0, _z(X, t, dB, mB) > 0
+    gA = _triplet_grads(X, t, dA, mA, spec.soft)
+    gB = _triplet_grads(X, t, dB, mB, spec.soft)
+    dt = X.dtype
+    both = (actA & actB).astype(dt)
+    GA, GB = _scatter(X, t, gA, jnp.ones_like(both)), _scatter(X, t, gB, jnp.ones_like(both))
+    GA2, GB2 = _scatter(X, t, gA, both), _scatter(X, t, gB, both)
+    onlyA = _scatter(X, t, gA, (actA & ~actB).astype(dt))
+    onlyB = _scatter(X, t, gB, (actB & ~actA).astype(dt))
+    c, ok = _cos_safe(GA2, GB2)
+    return {
+        "angle_both_deg": jnp.where(ok, _flat_angle_deg(GA2, GB2), jnp.nan),
+        "share_one_only_A": safe_div(jnp.sum(onlyA * onlyA), jnp.sum(GA * GA)),
+        "share_one_only_B": safe_div(jnp.sum(onlyB * onlyB), jnp.sum(GB * GB)),
+        "active_A": actA,
+        "active_B": actB,
+    }
+
+
 def _cos_safe(GA, GB):
     """``(cos(G_A, G_B), ok)``; where a gradient's norm is below ``10 * GRAD_TOL``, cos = 1."""
     tiny = jnp.asarray(GRAD_TOL * 10, GA.dtype) ** 2
@@ -202,6 +273,8 @@ def objective_function(
     distances=("chord_sq", "geodesic"),
     margins=(0.2, 0.2),
     soft: bool = False,
+    active: str = "any",
+    gap: float = 1e-3,
 ) -> tuple[Callable, Callable, Callable]:
     r"""The three functions of an objective over configurations ``X`` of shape ``(n, d)``.
 
@@ -212,22 +285,84 @@ def objective_function(
       the function's value for a callable); ``valid(X)`` is True when the configuration
       is robust enough to certify (finite, no triplet pair within ``1e-6`` of coincident
       or antipodal, hard hinges at least ``1e-6`` from their boundary, and, for the
-      gradient objectives, both gradients non-zero).
+      gradient objectives, both gradients non-zero) and, with ``active="both"`` or
+      ``"disjoint"``, every triplet follows that activity pattern (module docstring).
 
     The functions are cached (bounded, :func:`geotrip.clear_caches`) by the objective,
-    the triplets, the distances, the margins and ``soft``.
+    the triplets, the distances, the margins, ``soft``, ``active`` and ``gap``.
+
+    Raises:
+      ValueError: an unknown objective or active mode, ``active`` other than ``"any"``
+        with soft hinges (a soft hinge is active everywhere) or with the ``"active"``
+        objective, or a negative ``gap``.
     """
     t_np = triplet_structure(triplets)
     key_t = tuple(map(tuple, t_np.tolist()))
     dists = tuple(get_distance(d) for d in distances)
-    return _cached_objective(objective, key_t, dists, tuple(map(float, margins)), bool(soft))
+    check_active(active, gap, soft=soft, objective=objective)
+    return _cached_objective(
+        objective, key_t, dists, tuple(map(float, margins)), bool(soft), active, float(gap)
+    )
+
+
+def check_active(active, gap, *, soft, objective):
+    """Validate the active-set options (see :func:`objective_function`)."""
+    if active not in ACTIVE_MODES:
+        raise ValueError(f"unknown active mode {active!r}; valid: {', '.join(ACTIVE_MODES)}")
+    if not (isinstance(gap, (int, float)) and gap >= 0):
+        raise ValueError(f"gap must be a non-negative number, got {gap!r}")
+    if active != "any" and soft:
+        raise ValueError(f"active={active!r} needs hard hinges (a soft hinge is always active)")
+    if active != "any" and objective == "active":
+        raise ValueError(f"the 'active' objective cannot be combined with active={active!r}")
 
 
 @bounded_cache(64)
-def _cached_objective(objective, key_t, dists, margins, soft):
+def _cached_objective(objective, key_t, dists, margins, soft, active="any", gap=1e-3):
     t_np = np.asarray(key_t, np.int32)
     f, s, v = _build_objective(objective, t_np, dists, margins, soft)
+    if active != "any":
+        f, v = _with_pattern(f, v, jnp.asarray(t_np), dists, margins, active, gap)
     return f, jax.jit(s), jax.jit(v)
+
+
+def _pattern_terms(X, t, dists, margins, gap):
+    """Hinge arguments (own units) and their range-normalised forms, for both losses."""
+    zA, zB = (_z(X, t, d, m) for d, m in zip(dists, margins))
+    return zA, zB, zA / dists[0].range_max, zB / dists[1].range_max
+
+
+def pattern_holds(X, t, dists, margins, active, gap):
+    """Whether every triplet follows the activity pattern ``active`` with margin ``gap``."""
+    zA, zB, _, _ = _pattern_terms(X, t, dists, margins, gap)
+    if active == "both":
+        return jnp.all((zA > gap) & (zB > gap))
+    if active == "disjoint":
+        return jnp.all(((zA > gap) & (zB < -gap)) | ((zA < -gap) & (zB > gap)))
+    return jnp.asarray(True)
+
+
+def _with_pattern(surrogate, valid, t, dists, margins, active, gap):
+    """Add the activity-pattern penalty to the surrogate and the pattern to validity."""
+    cA, cB = 2 * gap / dists[0].range_max, 2 * gap / dists[1].range_max
+
+    def penalty(X):
+        _, _, nA, nB = _pattern_terms(X, t, dists, margins, gap)
+        if active == "both":
+            short = jnp.maximum(cA - nA, 0) + jnp.maximum(cB - nB, 0)
+        else:  # disjoint: even triplets pulled to "A only", odd ones to "B only"
+            only_a = jnp.maximum(cA - nA, 0) + jnp.maximum(nB + cB, 0)
+            only_b = jnp.maximum(nA + cA, 0) + jnp.maximum(cB - nB, 0)
+            short = jnp.where(jnp.arange(t.shape[0]) % 2 == 0, only_a, only_b)
+        return _PENALTY * jnp.sum(short)
+
+    def surrogate_p(X):
+        return surrogate(X) - penalty(X)
+
+    def valid_p(X):
+        return valid(X) & pattern_holds(X, t, dists, margins, active, gap)
+
+    return surrogate_p, valid_p
 
 
 def _base_valid(t, spec: _Spec):

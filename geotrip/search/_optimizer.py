@@ -28,7 +28,15 @@ from .._caches import bounded_cache
 from .._numerics import float_dtype
 from ..core._distances import distance as get_distance
 from ..core._geometry import normalize, project_tangent
-from ._objectives import _flat_angle_deg, _pair_grads, _Spec, objective_function, triplet_structure
+from ._margins import resolve_margins
+from ._objectives import (
+    _flat_angle_deg,
+    _pair_grads,
+    _Spec,
+    check_active,
+    objective_function,
+    triplet_structure,
+)
 
 __all__ = ["RESTART_FAMILIES", "SearchResult", "draw_configurations", "search"]
 
@@ -119,7 +127,11 @@ class SearchResult:
       candidate_values: their scores.
       history: best score after each chunk of steps.
       seed, restarts, steps, seconds: run parameters and wall time (compile included).
-      notes: what was done to the configuration (simplification steps, structure, ...).
+      notes: what was done to the configuration (margin matching, simplification steps,
+        structure, ...).
+      active, gap: the activity pattern every reported configuration follows
+        (:func:`geotrip.objective_function`).
+      match: the rule that derived B's margin from A's, or None when both were given.
     """
 
     points: np.ndarray
@@ -139,6 +151,9 @@ class SearchResult:
     steps: int
     seconds: float
     notes: list = dataclasses.field(default_factory=list)
+    active: str = "any"
+    gap: float = 1e-3
+    match: str | None = None
 
     @property
     def dim(self) -> int:
@@ -160,9 +175,11 @@ class SearchResult:
         extra = ""
         if name == "descent" and np.isfinite(self.value):
             extra = f" (gradient angle {self.angle_deg:.4f} deg)"
+        how = f"matched by {self.match}" if self.match else "explicit"
         return (
             f"{name}: best {self.value:.6g}{extra} with k={self.k} triplets, "
-            f"n={self.points.shape[0]} points, d={self.dim}; {self.restarts} restarts x "
+            f"n={self.points.shape[0]} points, d={self.dim}; margins {self.margins[0]:g}, "
+            f"{self.margins[1]:.6g} ({how}), active={self.active}; {self.restarts} restarts x "
             f"{self.steps} steps, seed {self.seed}, {self.seconds:.1f} s"
         )
 
@@ -202,7 +219,7 @@ def _riemannian_step(surrogate, opt):
 
 
 @bounded_cache(32)
-def _compiled(objective, key_t, distances, margins, soft, steps, chunk, lr):
+def _compiled(objective, key_t, distances, margins, soft, active, gap, steps, chunk, lr):
     """``(run_chunk, init)``: jitted chunk of ``chunk`` vmapped steps, and the initialiser.
 
     Cached by stable values (objective, triplets, distances, margins, soft, budget); the
@@ -211,7 +228,13 @@ def _compiled(objective, key_t, distances, margins, soft, steps, chunk, lr):
     import optax
 
     surrogate, score, valid = objective_function(
-        objective, np.asarray(key_t, np.int32), distances=distances, margins=margins, soft=soft
+        objective,
+        np.asarray(key_t, np.int32),
+        distances=distances,
+        margins=margins,
+        soft=soft,
+        active=active,
+        gap=gap,
     )
     opt = optax.adam(_cosine_schedule(lr, float(max(steps, 1))))
     vstep = jax.vmap(_riemannian_step(surrogate, opt))
@@ -244,7 +267,7 @@ def _compiled(objective, key_t, distances, margins, soft, steps, chunk, lr):
 # ----------------------------------------------------------------------------------------
 
 
-def _check_search_args(t, n_points, dim, restarts, steps, chunk, distances, margins) -> int:
+def _check_search_args(t, n_points, dim, restarts, steps, chunk, distances) -> int:
     """Validate the problem; return the number of points."""
     n = int(t.max()) + 1 if n_points is None else int(n_points)
     if n <= int(t.max()):
@@ -254,8 +277,8 @@ def _check_search_args(t, n_points, dim, restarts, steps, chunk, distances, marg
     for name, v in (("restarts", restarts), ("steps", steps), ("chunk", chunk)):
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if len(distances) != 2 or len(margins) != 2:
-        raise ValueError("distances and margins must be pairs (A, B)")
+    if len(distances) != 2:
+        raise ValueError("distances must be a pair (A, B)")
     return n
 
 
@@ -342,7 +365,10 @@ def search(
     n_points: int | None = None,
     dim: int = 3,
     distances: Sequence = ("chord_sq", "geodesic"),
-    margins: Sequence[float] = (0.2, 0.2),
+    margins: Sequence[float | None] | None = None,
+    match: str | None = "slope",
+    active: str = "any",
+    gap: float = 1e-3,
     soft: bool = False,
     restarts: int = 256,
     steps: int = 400,
@@ -366,7 +392,16 @@ def search(
         ``labels`` (:func:`geotrip.triplet_structure`).
       n_points: number of points (default: the largest index + 1).
       dim: ambient dimension :math:`d \ge 2` (points on :math:`S^{d-1}`).
-      distances, margins, soft: the two losses A and B.
+      distances, soft: the two losses A and B.
+      margins: ``(m_A, m_B)`` used as given; ``None`` (the default) or ``(m_A, None)``:
+        A's margin (default 0.2) and B's derived from it by ``match``.
+      match: rule of :func:`geotrip.match_margin` for B's margin (default ``"slope"``:
+        :math:`m_B = m_A\,g_B'(\pi/2)/g_A'(\pi/2)`); not used when both margins are given.
+      active: ``"any"``, ``"both"`` (every triplet active under both hinges by ``gap``:
+        the weighting effect alone) or ``"disjoint"`` (every triplet active under exactly
+        one hinge); see :func:`geotrip.objective_function`.
+      gap: the least hinge argument (in each distance's units) of an active triplet, and
+        the most of an inactive one (negated), for ``active`` other than ``"any"``.
       restarts, steps, learning_rate: budget and Adam step (cosine-decayed to 1%).
       seed: the PRNG seed; the result is a deterministic function of it.
       families: restart families (:func:`draw_configurations`).
@@ -378,21 +413,24 @@ def search(
     Returns:
       A :class:`SearchResult`.
 
-    One triplet never makes chord_sq and geodesic gradients 60 degrees apart (a small
-    search, in float32 or float64):
+    One triplet active under both hinges never makes chord_sq and geodesic gradients 60
+    degrees apart (a small search, in float32 or float64; B's margin matched to A's 0.2):
 
     >>> import geotrip as gt
-    >>> r = gt.search("angle", k=1, dim=3, restarts=8, steps=40, seed=0, progress=False)
-    >>> r.points.shape, r.triplets.tolist(), bool(0 < r.value < 60)
-    ((3, 3), [[0, 1, 2]], True)
+    >>> r = gt.search(
+    ...     "angle", k=1, dim=3, active="both", restarts=8, steps=40, seed=0, progress=False
+    ... )
+    >>> r.points.shape, r.triplets.tolist(), round(r.margins[1], 6), bool(0 < r.value < 60)
+    ((3, 3), [[0, 1, 2]], 0.1, True)
     """
     t0 = time.perf_counter()
     if triplets is None:
         triplets = triplet_structure(structure, k, labels=labels)
     t = triplet_structure(triplets)
-    n = _check_search_args(t, n_points, dim, restarts, steps, chunk, distances, margins)
+    n = _check_search_args(t, n_points, dim, restarts, steps, chunk, distances)
+    check_active(active, gap, soft=soft, objective=objective)
     distances = tuple(get_distance(d).name if isinstance(d, str) else d for d in distances)
-    margins = tuple(float(m) for m in margins)
+    margins, match, margin_note = resolve_margins(distances, margins, match=match, dim=dim)
     chunk = min(chunk, steps)
     n_chunks = -(-steps // chunk)
     X0, fam_names = _initial_configurations(
@@ -404,6 +442,8 @@ def search(
         distances,
         margins,
         bool(soft),
+        active,
+        float(gap),
         n_chunks * chunk,
         chunk,
         float(learning_rate),
@@ -413,7 +453,16 @@ def search(
     with jax.numpy_dtype_promotion("standard"):
         state, best = init_fn(X0)
         bestX, best, history = _run(run_chunk, X0, state, X0, best, n_chunks, chunk, desc, progress)
-    problem = dict(objective=objective, distances=distances, margins=margins, soft=bool(soft))
+    problem = dict(
+        objective=objective,
+        distances=distances,
+        margins=margins,
+        soft=bool(soft),
+        active=active,
+        gap=float(gap),
+        match=match,
+        notes=[margin_note] if margin_note else [],
+    )
     run = dict(
         families=fam_names,
         seed=int(seed),

@@ -56,11 +56,22 @@ def _step_claims(X, t, res: SearchResult, sizes) -> tuple[float, dict] | None:
     return best
 
 
+def _objective_of(res: SearchResult, t):
+    """``objective_function`` of the problem of ``res`` (losses, active pattern) on ``t``."""
+    return objective_function(
+        res.objective,
+        t,
+        distances=res.distances,
+        margins=res.margins,
+        soft=res.soft,
+        active=res.active,
+        gap=res.gap,
+    )
+
+
 def _holds(X, t, res: SearchResult, threshold: float) -> bool:
     """Does X keep the property (valid, score > threshold; descent: a finite step too)?"""
-    _, score, valid = objective_function(
-        res.objective, t, distances=res.distances, margins=res.margins, soft=res.soft
-    )
+    _, score, valid = _objective_of(res, t)
     Xj = jnp.asarray(X)
     if not bool(valid(Xj)):
         return False
@@ -105,6 +116,8 @@ class _Shrinker:
             distances=r.distances,
             margins=r.margins,
             soft=r.soft,
+            active=r.active,
+            gap=r.gap,
             restarts=self.restarts,
             steps=self.steps,
             seed=self.seed + self.tag,
@@ -189,9 +202,7 @@ def simplify(
     shrink = _Shrinker(result, thr, steps, restarts, seed, progress)
     X, t = shrink.drop_triplets(X, t)
     X = shrink.reduce_dimension(X, t, min_dim)
-    _, score, _ = objective_function(
-        result.objective, t, distances=result.distances, margins=result.margins, soft=result.soft
-    )
+    _, score, _ = _objective_of(result, t)
     val = float(score(jnp.asarray(X)))
     return dataclasses.replace(
         result,

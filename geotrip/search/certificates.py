@@ -20,6 +20,16 @@ along A's unit descent direction), ``slope_A_along_B``, ``z_A``, ``z_B`` (lists)
 both losses after :math:`X' = \operatorname{normalize}(X + \eta D)` with
 :math:`D = -G/\|G\|_F` the unit Riemannian descent direction of the named loss.
 
+Weighting vs active set: ``pattern`` (per triplet ``"both"``, ``"A"``, ``"B"`` or
+``"none"``: under which hinges it is active), ``angle_both_deg`` (the angle between the
+gradients summed over the triplets active under both hinges only: the weighting effect)
+and ``share_one_only_A`` (:math:`\|G_A^{A\,only}\|^2/\|G_A\|^2`, the part of A's
+gradient from triplets active under A only; likewise B). A certificate may require a
+pattern with ``"active": "both"`` (every triplet ``both``) or ``"disjoint"`` (every
+triplet ``A`` or ``B``), with assertions ``z_A[i] > gap`` that keep it robust; and it may
+state how B's margin was chosen, ``losses.match = {"rule": "slope", ...}``, which for the
+slope rule is re-checked: :math:`m_B = m_A\,g_B'(\pi/2)/g_A'(\pi/2)`.
+
 Robustness rules (what makes a claim *certifiable*)
 ---------------------------------------------------
 * every claimed number must agree with the 50-digit value within
@@ -45,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._closed_forms import run_backend
+from ._closed_forms import run_backend, slope_matched_margin
 from ._format import (
     CLAIM_NAMES,
     GRAD_TOL,
@@ -80,11 +90,20 @@ def certificate_quantities(cert: Mapping, *, backend: str = "mpmath") -> dict[st
     """
     c = _check_schema(cert)
     vals = run_backend(backend, c, set(CLAIM_NAMES), c["claims"].get("step"))
-    return {
-        k: ([float(x) for x in v] if isinstance(v, list) else float(v))
-        for k, v in vals.items()
-        if not k.startswith("_")
-    }
+    return _plain_values(vals)
+
+
+def _plain_values(vals) -> dict[str, Any]:
+    """Floats (lists of floats, or of strings for ``pattern``), without private entries."""
+    out = {}
+    for k, v in vals.items():
+        if k.startswith("_"):
+            continue
+        if isinstance(v, list):
+            out[k] = [x if isinstance(x, str) else float(x) for x in v]
+        else:
+            out[k] = float(v)
+    return out
 
 
 @dataclass
@@ -174,7 +193,15 @@ def _compare(label, claimed, exact, approx, fail, good) -> None:
 
 def _check_claims(claims, mp_vals, f64, fail, good) -> None:
     for name, claimed in claims.items():
-        if name in ("z_A", "z_B"):
+        if name == "pattern":
+            if claimed != mp_vals["pattern"] or f64["pattern"] != mp_vals["pattern"]:
+                fail(
+                    f"pattern: claimed {claimed}, recomputed {mp_vals['pattern']} (mpmath) and "
+                    f"{f64['pattern']} (float64)"
+                )
+            else:
+                good(f"pattern = {claimed}")
+        elif name in ("z_A", "z_B"):
             for k, (cz, ez, az) in enumerate(zip(claimed, mp_vals[name], f64[name])):
                 _compare(f"{name}[{k}]", cz, ez, az, fail, good)
         elif name == "step":
@@ -191,16 +218,47 @@ def _check_claims(claims, mp_vals, f64, fail, good) -> None:
             _compare(name, claimed, mp_vals.get(name), f64.get(name), fail, good)
 
 
+def _lookup(vals, q):
+    """A scalar quantity by name, ``z_A[3]`` included; None if undefined."""
+    if q.endswith("]"):
+        name, _, index = q[:-1].partition("[")
+        return vals[name][int(index)]
+    return vals.get(q)
+
+
+def _check_pattern_and_match(c, mp_vals, fail, good) -> None:
+    """The required activity pattern (``active``) and a slope-matched margin, re-checked."""
+    active, pattern = c["active"], mp_vals["pattern"]
+    allowed = {"both": ("both",), "disjoint": ("A", "B")}.get(active)
+    if allowed is not None:
+        bad = [i for i, p in enumerate(pattern) if p not in allowed]
+        if bad:
+            fail(
+                f"required pattern {active!r} does not hold: triplet(s) {bad} are "
+                f"{[pattern[i] for i in bad]} (mpmath)"
+            )
+        else:
+            good(f"required pattern {active!r} holds for all {len(pattern)} triplets")
+    match = c["losses"].get("match")
+    if match and match.get("rule") == "slope":
+        expect, given = slope_matched_margin(c["losses"]), float(c["losses"]["B"]["margin"])
+        if abs(given - expect) <= _tol(expect):
+            good(f"margin of B = {given!r} is slope-matched to A's ({expect!r})")
+        else:
+            fail(f"margin of B is {given!r}, but the slope rule gives {expect!r}")
+
+
 def _check_assertions(assertions, mp_vals, f64, fail, good) -> None:
     """Each asserted strict inequality, with the margin of safety, in mpmath and float64."""
     for text, q, op, bound in assertions:
-        v = mp_vals.get(q)
+        v = _lookup(mp_vals, q)
         if v is None:
             fail(f"assertion {text!r}: {q} is undefined for this configuration")
             continue
         margin = safety_margin(bound)
         gap = float(v - bound) if op == ">" else float(bound - v)
-        gap64 = (float(f64[q]) - bound) if op == ">" else (bound - float(f64[q]))
+        v64 = float(_lookup(f64, q))
+        gap64 = (v64 - bound) if op == ">" else (bound - v64)
         if gap <= 0:
             fail(f"assertion {text!r} is false: {q} = {float(v)!r} (mpmath, {MP_DIGITS} digits)")
         elif gap < margin or gap64 < margin:
@@ -264,13 +322,10 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
     step = claims.get("step")
     mp_vals = run_backend("mpmath", c, set(CLAIM_NAMES), step)
     f64 = run_backend("float64", c, set(CLAIM_NAMES), step)
-    res.values = {
-        k: ([float(x) for x in v] if isinstance(v, list) else float(v))
-        for k, v in mp_vals.items()
-        if not k.startswith("_")
-    }
+    res.values = _plain_values(mp_vals)
     _check_robustness(c, claims, mp_vals, fail)
     _check_claims(claims, mp_vals, f64, fail, good)
+    _check_pattern_and_match(c, mp_vals, fail, good)
     _check_assertions(c["assertions"], mp_vals, f64, fail, good)
     res.ok = not res.failures
     return res
