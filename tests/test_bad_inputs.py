@@ -118,7 +118,6 @@ CASES = [
         NaN(),
     ),
     ("safe_norm/nan", lambda: gt.safe_norm(jnp.array([NAN, 0.0])), NaN()),
-    ("pairwise_angles/nan-row", lambda: gt.pairwise_angles(_X().at[0, 0].set(NAN))[0], NaN("all")),
     ("hinge/nan", lambda: gt.hinge(jnp.array(NAN)), NaN()),
     ("hinge_slope/nan", lambda: gt.hinge_slope(jnp.array(NAN)), NaN()),
     (
@@ -343,6 +342,26 @@ CASES = [
         lambda: gt.rotated_triplet(jax.random.key(0), 0.3, -0.1, 1.0, dim=3),
         Raises(ValueError, "theta_an must lie in [0, pi]"),
     ),
+    (
+        "near_degenerate_pairs/angle-negative",
+        lambda: gt.near_degenerate_pairs(jax.random.key(0), 2, 3, angle=-1e-3),
+        Raises(ValueError, "angle must lie in [0, pi]"),
+    ),
+    (
+        "sample_polar_angle/theta_max-4",
+        lambda: gt.sample_polar_angle(jax.random.key(0), (2,), jnp.sin, 4.0),
+        Raises(ValueError, "theta_max must lie in (0, pi], got 4"),
+    ),
+    (
+        "random_rotation/dim-0",
+        lambda: gt.random_rotation(jax.random.key(0), 0),
+        Raises(ValueError, "dim must be a positive integer, got 0"),
+    ),
+    (
+        "num_mined/negative",
+        lambda: gt.num_mined(-3, "batch_all"),
+        Raises(ValueError, "n must be a non-negative integer"),
+    ),
     # --- shapes, types, names ------------------------------------------------------------
     (
         "angle/shapes-3-vs-4",
@@ -487,26 +506,32 @@ def test_case_ids_are_unique():
 
 def test_guards_keep_finite_gradients_at_singular_points_and_propagate_nan():
     """Zero vectors, theta = 0 and theta = pi: finite gradients; a NaN input: NaN gradient."""
-    f = lambda x, y: gt.angle(x, y)
-    for x, y in ((jnp.zeros(3), E1), (E1, E1), (E1, -E1)):
-        g = jax.grad(f)(x, y)
-        assert np.all(np.isfinite(g)), (x, y, g)
-    assert np.all(np.isfinite(jax.grad(lambda x: jnp.sum(gt.normalize(x)))(jnp.zeros(3))))
-    assert np.all(np.isfinite(jax.grad(gt.safe_norm)(jnp.zeros(3))))
-    assert np.isnan(jax.grad(f)(jnp.array([NAN, 1.0, 0.0]), E2)).any()
-    # the hinge's derivative at the boundary z = 0 is 0 (inactive), and NaN stays NaN
+
+    @jax.jit
+    def grads(x, y):
+        return (
+            jax.grad(gt.angle)(x, y),
+            jax.grad(lambda v: jnp.sum(gt.normalize(v)))(x),
+            jax.grad(gt.safe_norm)(x),
+        )
+
+    for x, y in ((jnp.zeros(3), E1), (E1, E1), (E1, -E1), (jnp.zeros(3), jnp.zeros(3))):
+        for g in grads(x, y):
+            assert np.all(np.isfinite(g)), (x, y, g)
+    assert all(np.isnan(g).any() for g in grads(jnp.array([NAN, 1.0, 0.0]), E2))
+    # the hinge's derivative at the boundary z = 0 is 0 (inactive)
     assert float(jax.grad(gt.hinge)(0.0)) == 0.0
     assert float(jax.grad(gt.hinge)(0.5)) == 1.0
 
 
 def test_checked_works_as_decorator_and_without_jit():
     @gt.checked(jit=False)
-    def loss(X, t):
-        return gt.batch_loss(X, t)
+    def positive(theta):
+        return gt.parametric_triplet(theta, 0.6, 2.0, dim=3)[1]
 
-    assert float(loss(_X(), T_OK)) == float(gt.batch_loss(_X(), T_OK))
-    with pytest.raises(ValueError, match=r"outside \[0, 3\]"):
-        loss(_X(), T_BIG)
+    np.testing.assert_array_equal(positive(0.5), gt.parametric_triplet(0.5, 0.6, 2.0)[1])
+    with pytest.raises(ValueError, match=r"theta_ap must lie in \[0, pi\]"):
+        positive(-0.5)
 
 
 # --- the CLI front door --------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._numerics import safe_div, safe_norm, safe_sqrt
 from .._validate import check_vector_pair, check_vectors
@@ -215,8 +216,10 @@ def random_rotation(key: jax.Array, dim: int, *, dtype=None) -> jax.Array:
     Returns:
       Array of shape ``(d, d)``.
     """
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
     dtype = jnp.zeros((), dtype=dtype).dtype if dtype is not None else jnp.result_type(float)
-    g = jax.random.normal(key, (dim, dim), dtype=dtype)
+    g = jax.random.normal(key, (int(dim), int(dim)), dtype=dtype)
     q, r = jnp.linalg.qr(g)
     q = q * jnp.sign(jnp.diagonal(r))[None, :]
     det_sign = jnp.sign(jnp.linalg.det(q))

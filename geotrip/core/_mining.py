@@ -64,6 +64,8 @@ MINING_STRATEGIES = ("batch_all", "batch_hard", "semihard", "hardest_negative", 
 def num_mined(n: int, strategy: str) -> int:
     """The static number of triplets ``k`` a strategy returns for a batch of ``n`` points."""
     _check_strategy(strategy)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer (the batch size), got {n!r}")
     if strategy == "batch_all":
         return n * (n - 1) * (n - 1)
     if strategy == "batch_hard":

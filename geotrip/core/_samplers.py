@@ -205,6 +205,10 @@ def sample_polar_angle(
       grid: number of grid points (static).
     """
     dtype = float_dtype(dtype)
+    if not isinstance(theta_max, jax.core.Tracer):
+        tm = float(np.asarray(theta_max))
+        if not (0 < tm <= np.pi):
+            raise ValueError(f"theta_max must lie in (0, pi], got {tm:g}")
     t = jnp.linspace(0.0, 1.0, grid, dtype=dtype) * jnp.asarray(theta_max, dtype)
     lf = log_density(t)
     lf = jnp.where(jnp.isnan(lf), -jnp.inf, lf)
@@ -436,6 +440,7 @@ def near_degenerate_pairs(key: Array, n, dim: int, *, angle, antipodal: bool = F
     """
     dim = _check_dim(dim)
     dtype = float_dtype(dtype)
+    check_in_range(jnp.asarray(angle, dtype), "angle", 0.0, np.pi, interval="[0, pi] (radians)")
     k1, k2 = jax.random.split(key)
     x = uniform_sphere(k1, n, dim, dtype=dtype)
     v = _tangent_unit(k2, x)
