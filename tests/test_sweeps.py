@@ -14,7 +14,14 @@ import pytest
 import geotrip as gt
 from geotrip.cli import main
 
-PAIRS = [("chord_sq", "geodesic"), ("chord", "cosine"), ("geodesic_sq", "chord_sq")]
+# a user distance of the angle (ambient_kind "angle"): raw gradients in closed form
+CUBE = gt.make_distance("cube", lambda t: t**3)
+PAIRS = [
+    ("chord_sq", "geodesic"),
+    ("chord", "cosine"),
+    ("geodesic_sq", "chord_sq"),
+    (CUBE, "geodesic"),
+]
 
 
 @pytest.mark.parametrize("dim", [3, 16])
@@ -30,6 +37,10 @@ def test_closed_form_matches_autodiff(dim, dists):
         np.testing.assert_array_equal(r1["defined/" + k], r2["defined/" + k])
         np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
         assert np.any(np.isfinite(np.asarray(r2[k])))
+    if all(gt.distance(d).ambient_kind == "angle" for d in dists):
+        # scale-invariant ambient forms: the raw gradients are the Riemannian ones
+        for b in ("anchor", "positive", "negative", "joint"):
+            np.testing.assert_array_equal(r2[f"raw/{b}"], r2[f"riemannian/{b}"])
 
 
 def test_closed_form_blocked_path_and_user_distance():
@@ -49,37 +60,26 @@ def test_closed_form_blocked_path_and_user_distance():
         np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
 
 
-def test_closed_form_angle_kind_user_distance():
-    # a user distance of the angle (ambient_kind "angle"): its raw gradient is the Riemannian one
-    cube = gt.make_distance("cube", lambda t: t**3)
-    assert cube.ambient_kind == "angle"
-    a, p, n = gt.uniform_sphere(jax.random.key(2), (3, 50), 4)
-    r1 = gt.gradient_angles(a, p, n, distances=(cube, "geodesic"), margins=(1.0, 0.5))
-    r2 = gt.gradient_angles_closed_form(a, p, n, distances=(cube, "geodesic"), margins=(1.0, 0.5))
-    for k in gt.GRADIENT_ANGLE_KEYS:
-        np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
-    for b in ("anchor", "positive", "negative", "joint"):
-        np.testing.assert_array_equal(r2[f"raw/{b}"], r2[f"riemannian/{b}"])
-
-
 def test_closed_form_near_degenerate_float32():
     """float32 closed form near coincident/antipodal pairs against the float64 autodiff path."""
     eps = jnp.repeat(jnp.asarray([1e-6, 1e-5, 1e-4]), 40)
-    for tp in (eps, np.pi - eps):
-        tn = jnp.tile(jnp.linspace(0.3, 2.8, 40), 3)
-        ps = jnp.tile(jnp.linspace(0.2, 3.0, 40), 3)
-        a, p, n = gt.rotated_triplet(jax.random.key(3), tp, tn, ps, dim=8)
-        a32, p32, n32 = (x.astype(jnp.float32) for x in (a, p, n))
-        # reference: float64 autodiff on the very float32 triplet (rounding moves p by ~6e-8,
-        # a relative change of the tangent directions of ~6e-8/eps), re-normalised in float64
-        a64, p64, n64 = (gt.normalize(x.astype(jnp.float64)) for x in (a32, p32, n32))
-        ref = gt.gradient_angles(a64, p64, n64, margins=(4.5, 3.5))
-        got = gt.gradient_angles_closed_form(a32, p32, n32, margins=(4.5, 3.5))
-        for k in ("riemannian/anchor", "riemannian/joint", "raw/joint", "raw/negative"):
-            ok = np.asarray(ref["defined/" + k]) & np.asarray(got["defined/" + k])
+    tp = jnp.concatenate([eps, np.pi - eps])  # near-coincident and near-antipodal positives
+    tn = jnp.tile(jnp.linspace(0.3, 2.8, 40), 6)
+    ps = jnp.tile(jnp.linspace(0.2, 3.0, 40), 6)
+    a, p, n = gt.rotated_triplet(jax.random.key(3), tp, tn, ps, dim=8)
+    a32, p32, n32 = (x.astype(jnp.float32) for x in (a, p, n))
+    # reference: float64 autodiff on the very float32 triplet (rounding moves p by ~6e-8,
+    # a relative change of the tangent directions of ~6e-8/eps), re-normalised in float64
+    a64, p64, n64 = (gt.normalize(x.astype(jnp.float64)) for x in (a32, p32, n32))
+    ref = gt.gradient_angles(a64, p64, n64, margins=(4.5, 3.5))
+    got = gt.gradient_angles_closed_form(a32, p32, n32, margins=(4.5, 3.5))
+    for k in ("riemannian/anchor", "riemannian/joint", "raw/joint", "raw/negative"):
+        for half in (slice(0, 120), slice(120, 240)):
+            ok = np.asarray(ref["defined/" + k])[half] & np.asarray(got["defined/" + k])[half]
             assert ok.mean() > 0.9
-            assert got[k].dtype == jnp.float32
-            np.testing.assert_allclose(np.asarray(got[k])[ok], np.asarray(ref[k])[ok], atol=2e-4)
+        ok = np.asarray(ref["defined/" + k]) & np.asarray(got["defined/" + k])
+        assert got[k].dtype == jnp.float32
+        np.testing.assert_allclose(np.asarray(got[k])[ok], np.asarray(ref[k])[ok], atol=2e-4)
 
 
 def test_sweep_chunk_invariance_and_progress(capsys):
