@@ -221,6 +221,14 @@ def test_cli_bad_inputs_exit_2_one_line_no_output(tmp_path, capsys):
     )
     assert code == 2 and "not a directory" in cap.err
     assert (tmp_path / "afile").read_text() == ""
+    y1 = y.copy()
+    y1[0] = 7  # a singleton class: excluded, with a one-line warning
+    np.save(tmp_path / "y1.npy", y1)
+    args = [*base, "--labels", str(tmp_path / "y1.npy"), "--drop-invalid", "--no-figures"]
+    code, cap = _run_cli([*args, "--out", str(tmp_path / "ok"), "--strategy", "batch_hard"], capsys)
+    assert code == 0 and "warning: excluded 1 classes with a single sample (7)" in cap.err
+    rep = json.loads((tmp_path / "ok" / "report.json").read_text())
+    assert rep["n_points"] == len(y) - 2 and rep["input"]["dropped_invalid"] == 1
 
 
 def test_write_report_is_atomic_on_failure(tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from . import CLIError, add_jax_options
@@ -113,23 +114,11 @@ def run(args: argparse.Namespace) -> int:
         inputs = [file_record(args.embeddings)]
         if args.labels is not None:
             inputs.append(file_record(args.labels))
-    report = gt.analyze(
-        X,
-        y,
-        distance=args.distance,
-        margin=args.margin,
-        compare=args.compare,
-        match=args.match,
-        strategies=tuple(args.strategy),
-        triplets=args.triplets,
-        batches=tuple(args.batches),
-        seed=args.seed,
-        drop_invalid=args.drop_invalid,
-        max_exact=args.max_exact,
-        eval_points=args.eval_points,
-        max_sample=args.max_sample,
-        progress=sys.stderr.isatty(),
-    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = _analyze(gt, X, y, args)
+    for w in caught:  # one line each (the report's notes keep them too)
+        print(f"geotrip analyze: warning: {w.message}", file=sys.stderr)
     report["provenance"] = gt.provenance(
         seed=args.seed,
         extra={
@@ -172,6 +161,26 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"wrote {len(written)} files to {args.out} ({time.perf_counter() - t0:.1f} s)")
     return 0
+
+
+def _analyze(gt, X, y, args):
+    return gt.analyze(
+        X,
+        y,
+        distance=args.distance,
+        margin=args.margin,
+        compare=args.compare,
+        match=args.match,
+        strategies=tuple(args.strategy),
+        triplets=args.triplets,
+        batches=tuple(args.batches),
+        seed=args.seed,
+        drop_invalid=args.drop_invalid,
+        max_exact=args.max_exact,
+        eval_points=args.eval_points,
+        max_sample=args.max_sample,
+        progress=sys.stderr.isatty(),
+    )
 
 
 def train_example(*, seed: int = 0, steps: int = 300):
