@@ -224,3 +224,13 @@ def test_batches_mode_counts_and_memmap(tmp_path):
 def test_doctests():
     res = doctest.testmod(_report, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert res.attempted >= 4 and res.failed == 0
+
+
+def test_sampled_quantiles_when_triplets_exceed_max_sample(case):
+    X, U, y, rep = case
+    small = gt.analyze(X, y, strategies=("batch_all",), max_sample=300, seed=3)
+    got, full = small["triplets"]["batch_all"], rep["triplets"]["batch_all"]
+    assert got["count"] == full["count"] > 300 and got["sampled_triplets"] == 300
+    assert got["counts"] == full["counts"]  # counts stay exact
+    q, f = got["push_pull_ratio"]["A"], full["push_pull_ratio"]["A"]
+    assert f["p25"] <= q["p50"] <= f["p75"]

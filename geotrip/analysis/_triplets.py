@@ -226,14 +226,22 @@ def strategy_stats(X, theta, codes, strategy, losses, mats, *, rng, sample: int)
             )
         elif s:  # uniform over valid triplets, with replacement
             anchors = rng.choice(n, size=s, p=weights / weights.sum())
-            trip = np.empty((s, 3), dtype=np.int64)
-            trip[:, 0] = anchors
-            for j, a in enumerate(anchors):
+            rows = []
+            for a, c in zip(*np.unique(anchors, return_counts=True), strict=True):
                 same = codes == codes[a]
                 P = idx[same & (idx != a)]
                 N = idx[~same]
-                trip[j, 1] = P[rng.integers(P.size)]
-                trip[j, 2] = N[rng.integers(N.size)]
+                rows.append(
+                    np.stack(
+                        [
+                            np.full(c, a),
+                            P[rng.integers(0, P.size, c)],
+                            N[rng.integers(0, N.size, c)],
+                        ],
+                        axis=1,
+                    )
+                )
+            trip = np.concatenate(rows).astype(np.int64)
         else:
             trip = np.zeros((0, 3), dtype=np.int64)
     else:
