@@ -93,8 +93,8 @@ def check_out_dir(path, *, option: str = "--out", create: bool = True) -> Path:
 
 
 _X64_WHY = {
-    True: "float64: reference-quality numbers for the geometry",
-    False: "float32, JAX's default: faster, and what training code uses",
+    True: "float64 for reference-quality numbers; --no-x64 is faster, in float32",
+    False: "float32, JAX's default, is faster; --x64 computes in float64 for reference numbers",
 }
 
 
