@@ -423,13 +423,14 @@ def read_rows(X: np.ndarray, start: int, stop: int) -> np.ndarray:
 
 
 def file_record(path: str | os.PathLike, *, chunk: int = 1 << 22) -> dict[str, Any]:
-    """``{path, size_bytes, sha256}`` of a file, hashed in chunks."""
+    """``{name, size_bytes, sha256}`` of a file, hashed in chunks (the base name only: no
+    absolute path in provenance records)."""
     path = Path(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
-    return {"path": str(path), "size_bytes": path.stat().st_size, "sha256": h.hexdigest()}
+    return {"name": path.name, "size_bytes": path.stat().st_size, "sha256": h.hexdigest()}
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

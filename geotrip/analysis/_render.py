@@ -153,6 +153,8 @@ def render_figures(report: dict[str, Any], formats=("png", "pdf")) -> dict[str, 
 
 
 def _fmt(v) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
     return html.escape(str(v))
@@ -190,18 +192,20 @@ def render_html(report: dict[str, Any], pngs: dict[str, bytes]) -> str:
         "active B matched",
         "one only (same)",
         "one only (matched)",
-        "Riem. angle p50 (deg)",
-        "raw angle p50 (deg)",
-        "batch angle (deg)",
+        "Riem. angle p50 (deg, matched)",
+        "raw angle p50 (deg, matched)",
+        "batch angle (deg, matched)",
     )
     rows = []
     for s, t in report["triplets"].items():
         ga = t["gradient_angles_deg"]["matched"]
         b = t["batch_gradient_angle_deg"]["matched"]
         b = b.get("p50") if isinstance(b, dict) else b
+        shares = ("active_A", "active_B_same_number", "active_B_matched")
+        shares += ("one_only_same_number", "one_only_matched")
         rows.append(
-            (s, t["count"], t["active_A"], t["active_B_same_number"], t["active_B_matched"])
-            + (t["one_only_same_number"], t["one_only_matched"])
+            (s, f"{t['count']:,}")
+            + tuple("-" if t[k] is None else f"{100 * t[k]:.2f} %" for k in shares)
             + (ga["riemannian/joint"]["p50"], ga["raw/joint"]["p50"], b)
         )
     imgs = "".join(
@@ -222,7 +226,7 @@ def render_html(report: dict[str, Any], pngs: dict[str, bytes]) -> str:
         "<h1>geotrip analyze</h1>"
         f"<h2>Embeddings</h2>{_table(summary)}"
         f"<h2>Margins</h2>{_table(margins)}"
-        f"<h2>Triplets (shares of valid triplets)</h2>{_table(rows, cols)}"
+        f"<h2>Triplets (shares of the valid triplets of each strategy)</h2>{_table(rows, cols)}"
         f"<h2>Figures</h2>{imgs}"
         f"<h2>Notes</h2><ul>{notes or '<li>none</li>'}</ul>"
         f"<h2>Provenance</h2><pre>{prov}</pre>"
