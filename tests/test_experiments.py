@@ -1,6 +1,7 @@
 """Training runners: units, mining inside training, determinism, collapse criterion, sweeps, CLI."""
 
 import csv
+import functools
 import json
 import math
 
@@ -50,7 +51,10 @@ def test_selected_distance_equals_member():
         np.testing.assert_allclose(sel(x, y), gt.reference_distance(name)(x, y), rtol=1e-12)
 
 
-@pytest.mark.parametrize("strategy,didx", [("batch_hard", 0), ("semihard", 2)])
+@pytest.mark.parametrize(
+    "strategy,didx",
+    [("batch_hard", 0), pytest.param("semihard", 2, marks=pytest.mark.slow)],
+)
 def test_mining_inside_training_matches_independent_step(strategy, didx):
     """One Riemannian step of the runner = mine_triplets + batch_grads + retraction, by hand."""
     data = _features_data()
@@ -64,7 +68,7 @@ def test_mining_inside_training_matches_independent_step(strategy, didx):
         @jax.jit
         def runner_step(seed):
             st = E._init_state("features", setup, data, seed, jnp.asarray(0.5), jnp.float64)
-            new, (loss, act, gn) = E._step(
+            new, (loss, act, gn, _pp) = E._step(
                 st,
                 jnp.asarray(0, jnp.int32),
                 jnp.asarray(lr),
@@ -147,6 +151,12 @@ def test_determinism_batch_independence_and_collapse_criterion():
     # a collapsed start with the hinge: every mined triplet is active
     np.testing.assert_allclose(h1["active"][:4, 1], 1.0)
     assert np.all(np.isnan(h1["loss"][:, 0])) and np.all(np.isfinite(h1["loss"][:, 1:]))
+    # the push-pull ratio is logged per evaluation; the geodesic (index 2) balances exactly
+    pp = h1["push_pull"]
+    assert np.all(np.isnan(pp[:, 0])) and np.all(pp[:, 1:] > 0)
+    np.testing.assert_allclose(pp[didx == 2, 1:], 1.0, rtol=1e-12)
+    assert np.all((h1["hard_share"][:, 1:] >= 0) & (h1["hard_share"][:, 1:] <= 1))
+    assert np.all((h1["map_at_r"] >= 0) & (h1["map_at_r"] <= 1))
 
 
 def test_train_runs_validation():
@@ -210,6 +220,9 @@ def test_collapse_summary_paired_test():
         2,
     )
     np.testing.assert_allclose(e["mcnemar_p"], 2 * 0.5**5)
+    # the independent unit is the cell: 8 replicates of one cell are one unit, p = 1
+    c = [x for x in s["squared_vs_root_cells"] if x["task"] == "all"][0]
+    assert (c["cells"], c["squared_more"], c["root_more"], c["sign_test_p"]) == (1, 1, 0, 1.0)
     g = s["gprime0"][0]
     assert g["zero"]["collapsed"] == 6 and g["positive"]["collapsed"] == 1
     tab = gt.collapse_phase_table(rows, by=("distance",))
@@ -242,6 +255,15 @@ def test_cli_sweep_incremental_resume_and_figures(tmp_path, capsys):
     assert (out / "history" / "features__batch_hard__hinge.npz").exists()
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["parameters"]["spec"]["name"] == "tiny" and "git" in prov
+    assert main(["collapse", "--preset", "nope", "--out", str(out)]) == 2
+    assert "unknown preset" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_sweep_resume_and_figures(tmp_path):
+    out = tmp_path / "run"
+    args = ["collapse", "--preset", "tiny", "--out", str(out), "--no-progress", "--x64"]
+    assert main(args + ["--max-cells", "1", "--no-figures"]) == 0
     # resume: the finished cell is skipped, the other one runs, figures are drawn
     assert main(["collapse", "--preset", "tiny", "--out", str(out), "--no-progress", "--x64"]) == 0
     rows = gt.read_collapse_runs(out / "runs.csv")
@@ -256,8 +278,6 @@ def test_cli_sweep_incremental_resume_and_figures(tmp_path, capsys):
     assert len(phase) == 2 * 3 * 2 and all(
         float(r["wilson_lo"]) <= float(r["p"]) <= float(r["wilson_hi"]) for r in phase
     )
-    assert main(["collapse", "--preset", "nope", "--out", str(out)]) == 2
-    assert "unknown preset" in capsys.readouterr().err
 
 
 def test_train_grid_batches_with_padding_match_one_batch():
@@ -286,3 +306,45 @@ def test_training_benchmark_skips_pml_with_a_message(monkeypatch):
         "geotrip.benchmarks._training"
         in __import__("geotrip.benchmarks", fromlist=["_SUITES"])._SUITES
     )
+
+
+def test_momentum_step_is_heavy_ball_sgd():
+    """optimizer="momentum": p2 = p1 - lr (g1 + 0.9 g0), with g from plain SGD steps."""
+    data = gt.make_task_data("clusters", seed=0, **TINY.data["clusters"])
+    lr, margin = jnp.asarray(0.05), jnp.asarray(0.2)
+    dist = gt.reference_distance("chord_sq")
+    kw = dict(distances=("chord_sq",), strategy="hardest_negative", steps=20, eval_every=20)
+    kw.update(TINY.setup)
+    mom, sgd = gt.TrainSetup(optimizer="momentum", **kw), gt.TrainSetup(optimizer="sgd", **kw)
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def step(setup, st, i):
+        new, _ = E._step(st, i, lr, margin, "clusters", setup, data, dist)
+        return new
+
+    s0 = E._init_state("clusters", mom, data, jnp.asarray(3, jnp.uint32), jnp.inf, jnp.float64)
+    s0_sgd = dict(s0, opt=optax_empty())
+    i0, i1 = jnp.asarray(0, jnp.int32), jnp.asarray(1, jnp.int32)
+    m1 = step(mom, s0, i0)
+    m2 = step(mom, m1, i1)
+    g1_sgd = step(sgd, s0_sgd, i0)  # p0 - lr g0
+    g2_sgd = step(sgd, dict(m1, opt=optax_empty()), i1)  # p1 - lr g1
+    flat = jax.tree_util.tree_leaves
+    for p0, p1, p2, q1, q2 in zip(
+        flat(s0["params"]),
+        flat(m1["params"]),
+        flat(m2["params"]),
+        flat(g1_sgd["params"]),
+        flat(g2_sgd["params"]),
+    ):
+        np.testing.assert_allclose(p1, q1, rtol=1e-12, atol=1e-14)
+        g0, g1 = (p0 - q1) / 0.05, (p1 - q2) / 0.05
+        np.testing.assert_allclose(p2, p1 - 0.05 * (g1 + 0.9 * g0), rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="optimizer"):
+        gt.TrainSetup(optimizer="rmsprop")
+
+
+def optax_empty():
+    import optax
+
+    return optax.EmptyState()

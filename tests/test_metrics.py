@@ -141,3 +141,30 @@ def test_embedding_metrics_jit_vmap_float32(data):
     np.testing.assert_allclose(
         out["mean_cos"][0], M.mean_pairwise_cosine(jnp.asarray(X)), rtol=1e-5
     )
+
+
+def _map_at_r_brute(X, y):
+    G, n, aps = X @ X.T, len(y), []
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        R = sum(y[j] == y[i] for j in others)
+        if R == 0:
+            continue
+        ranked = sorted(others, key=lambda j: (-G[i, j], j))[:R]
+        hits, total = 0, 0.0
+        for rank, j in enumerate(ranked, 1):
+            if y[j] == y[i]:
+                hits += 1
+                total += hits / rank
+        aps.append(total / R)
+    return np.mean(aps)
+
+
+def test_map_at_r_matches_the_numpy_reference():
+    rng = np.random.default_rng(4)
+    X = gt.normalize(jnp.asarray(rng.normal(size=(25, 3))))
+    y = jnp.asarray(rng.integers(0, 4, 25).astype(np.int32))
+    np.testing.assert_allclose(M.map_at_r(X, y), _map_at_r_brute(np.asarray(X), np.asarray(y)))
+    clustered = jnp.asarray(np.repeat(np.eye(3), 4, axis=0))
+    labels = jnp.asarray(np.repeat(np.arange(3), 4).astype(np.int32))
+    np.testing.assert_allclose(M.map_at_r(clustered, labels), 1.0)

@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "geotrip.cli._search",
     "geotrip.cli._verify",
     "geotrip.cli._collapse",
+    "geotrip.cli._compare",
     "geotrip.cli._analyze",
 )
 

@@ -41,7 +41,8 @@ def _spread_label(s):
 def _rows(run_dir):
     from ..train import read_collapse_runs
 
-    return read_collapse_runs(Path(run_dir) / "runs.csv")
+    # panels by regime (a task, or e.g. a deeper MLP trained from its default start)
+    return [dict(r, task=r["regime"]) for r in read_collapse_runs(Path(run_dir) / "runs.csv")]
 
 
 def spread_panels(rows) -> dict[str, np.ndarray]:

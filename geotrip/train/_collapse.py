@@ -58,8 +58,21 @@ def _fmt(v):
 
 def _append_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     new = not path.exists()
+    fields = list(rows[0])
+    if not new:
+        with path.open() as fh:
+            old = next(csv.reader(fh), [])
+        if old != fields:  # new columns: rewrite the file once with the union of the columns
+            kept = list(csv.DictReader(path.open()))
+            fields = old + [f for f in fields if f not in old]
+            tmp = path.with_suffix(".csv.tmp")
+            with tmp.open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=fields, restval="")
+                w.writeheader()
+                w.writerows(kept)
+            os.replace(tmp, path)
     with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w = csv.DictWriter(fh, fieldnames=fields, restval="")
         if new:
             w.writeheader()
         w.writerows({k: _fmt(v) for k, v in r.items()} for r in rows)
@@ -77,14 +90,17 @@ def read_collapse_runs(path: str | os.PathLike) -> list[dict[str, Any]]:
         for r in csv.DictReader(fh):
             out: dict[str, Any] = {}
             for k, v in r.items():
-                if k in ("task", "distance", "strategy", "cell"):
+                if k in ("task", "distance", "strategy", "cell", "regime", "optimizer"):
                     out[k] = v
+                elif v == "":
+                    out[k] = float("nan")
                 elif k == "soft":
                     out[k] = v in ("True", "1", "true")
                 elif k in ("seed", "collapsed"):
                     out[k] = int(v)
                 else:
                     out[k] = float(v)
+            out.setdefault("regime", out.get("task"))
             rows.append(out)
     return rows
 
@@ -92,7 +108,7 @@ def read_collapse_runs(path: str | os.PathLike) -> list[dict[str, Any]]:
 def _group(rows, keys):
     groups: dict[tuple, list] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
     return groups
 
 
@@ -186,6 +202,46 @@ def _squared_vs_root(rows):
     return out
 
 
+CELL_KEYS = ("regime", "task", "strategy", "soft", "lr", "margin", "spread")
+"""Columns of one hyper-parameter cell: the independent unit of the cell-level tests."""
+
+
+def _squared_vs_root_cells(rows):
+    """Cell-level sign tests: in how many cells did the squared distance collapse more often.
+
+    The unit is a hyper-parameter cell (:data:`CELL_KEYS`), not a run: seed replicates within a
+    cell are often near-deterministic (all 0/8 or 8/8), so counting them as independent pairs
+    overstates the evidence. ``p`` is the exact two-sided sign test on the cells that differ.
+    """
+    out = []
+    tasks = sorted({r["task"] for r in rows})
+    for sq, root in SQUARED_PAIRS:
+        for task in tasks + ["all"]:
+            cells: dict[tuple, dict[str, list]] = {}
+            for r in rows:
+                if r["distance"] in (sq, root) and (task == "all" or r["task"] == task):
+                    key = tuple(r.get(k) for k in CELL_KEYS)
+                    cells.setdefault(key, {}).setdefault(r["distance"], []).append(r["collapsed"])
+            both = [v for v in cells.values() if sq in v and root in v]
+            if not both:
+                continue
+            more_sq = sum(1 for v in both if np.mean(v[sq]) > np.mean(v[root]))
+            more_root = sum(1 for v in both if np.mean(v[sq]) < np.mean(v[root]))
+            out.append(
+                dict(
+                    task=task,
+                    squared=sq,
+                    root=root,
+                    cells=len(both),
+                    squared_more=more_sq,
+                    root_more=more_root,
+                    equal=len(both) - more_sq - more_root,
+                    sign_test_p=mcnemar_exact(more_sq, more_root),
+                )
+            )
+    return out
+
+
 def _recall_table(rows):
     keys = ("task", "strategy", "soft", "distance")
     out = []
@@ -217,6 +273,8 @@ def collapse_summary(
       McNemar p-value (binomial test on the discordant pairs), per task and overall.
       The pairs are runs: seed replicates of one cell may be near-deterministic, so
       these p-values count runs, not independent hyper-parameter cells.
+    * ``squared_vs_root_cells``: the same comparison with the hyper-parameter cell as the
+      unit (collapse share of the squared vs the root distance per cell; exact sign test).
     * ``recall``: mean final Recall@1 per task, strategy/soft and distance.
     """
     return {
@@ -225,6 +283,7 @@ def collapse_summary(
         "confidence": confidence,
         "gprime0": _gprime0_rates(rows, confidence),
         "squared_vs_root": _squared_vs_root(rows),
+        "squared_vs_root_cells": _squared_vs_root_cells(rows),
         "recall": _recall_table(rows),
     }
 
@@ -259,8 +318,8 @@ def _finished_cells(out: Path, resume: bool) -> list[str]:
 
 def _cell_setup(spec: CollapseSweep, cell) -> tuple[TrainSetup, dict[str, Any]]:
     """The :class:`TrainSetup` and the grid (with per-strategy overrides) of one cell."""
-    task, strategy, soft = cell
-    g = dict(spec.grids[task])
+    regime, strategy, soft = cell
+    g = dict(spec.grids[regime])
     g.update(dict(g.get("per_strategy", {}).get(strategy, {})))
     setup = TrainSetup(
         distances=tuple(spec.distances),
@@ -268,15 +327,16 @@ def _cell_setup(spec: CollapseSweep, cell) -> tuple[TrainSetup, dict[str, Any]]:
         soft=soft,
         steps=int(g["steps"]),
         eval_every=int(g["eval_every"]),
-        **dict(spec.setup),
+        **(dict(spec.setup) | dict(g.get("setup", {}))),
     )
     return setup, g
 
 
 def _run_cell(out: Path, spec, cell, data, seeds, dtype) -> tuple[str, float]:
     """Train one cell; append its rows and save its history. Returns ``(cell id, seconds)``."""
-    task, strategy, soft = cell
+    regime, strategy, soft = cell
     setup, g = _cell_setup(spec, cell)
+    task = g.get("task", regime)
     t0 = time.perf_counter()
     rows, hist = train_grid(
         task,
@@ -291,9 +351,16 @@ def _run_cell(out: Path, spec, cell, data, seeds, dtype) -> tuple[str, float]:
     )
     secs = time.perf_counter() - t0
     cid = _cell_id(cell)
-    rows = [
-        dict(cell=cid, task=task, strategy=strategy, soft=soft, **r, seconds=secs) for r in rows
-    ]
+    about = dict(
+        cell=cid,
+        task=task,
+        regime=regime,
+        strategy=strategy,
+        soft=soft,
+        optimizer="riemannian_gd" if task == "features" else setup.optimizer,
+        depth=0 if task == "features" else len(setup.hidden),
+    )
+    rows = [dict(about, **r, seconds=secs) for r in rows]
     np.savez_compressed(out / "history" / f"{cid}.npz", **hist)
     _append_csv(out / "runs.csv", rows)
     return cid, secs
@@ -342,7 +409,9 @@ def run_collapse_sweep(
     }
     write_provenance(out / "provenance.json", provenance(seed=seed0, extra=params))
     datas = {
-        t: make_task_data(t, seed=seed0, dtype=dtype, **dict(spec.data.get(t, {})))
+        t: make_task_data(
+            spec.grids[t].get("task", t), seed=seed0, dtype=dtype, **dict(spec.data.get(t, {}))
+        )
         for t in spec.tasks
     }
     cells = spec.cells()
@@ -374,8 +443,8 @@ def run_collapse_sweep(
 
 def _write_tables(out: Path, rows) -> None:
     for name, by in (
-        ("phase", ("task", "distance", "strategy", "soft", "spread", "lr", "margin")),
-        ("phase_by_spread", ("task", "distance", "strategy", "soft", "spread")),
+        ("phase", ("regime", "task", "distance", "strategy", "soft", "spread", "lr", "margin")),
+        ("phase_by_spread", ("regime", "task", "distance", "strategy", "soft", "spread")),
     ):
         table = collapse_phase_table(rows, by=by)
         tmp = out / f"{name}.csv.tmp"

@@ -35,8 +35,9 @@ class CollapseSweep:
         (and optionally ``max_batch``: runs per vectorised batch, ``losses``, and
         ``per_strategy``: ``{strategy: {key: value}}`` overrides, e.g. a smaller grid for
         the costlier miners).
+        A grid may also name its ``task`` (default: its key) and override ``setup`` fields.
       setup: common :class:`TrainSetup` fields (``p``, ``k``, ``hidden``, ``embed_dim``, ...).
-      data: per task, keyword arguments of :func:`make_task_data`.
+      data: per regime (grid key), keyword arguments of :func:`make_task_data`.
     """
 
     name: str
@@ -49,7 +50,12 @@ class CollapseSweep:
     data: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def cells(self) -> list[tuple[str, str, bool]]:
-        """The cells ``(task, strategy, soft)``; each runs all distances in one vectorised batch."""
+        """The cells ``(regime, strategy, soft)``; each runs all distances in one vectorised batch.
+
+        A *regime* is a key of ``grids``: a task name, or any name whose grid says which
+        ``"task"`` it trains and which ``"setup"`` fields it overrides (e.g. a deeper MLP with
+        SGD + momentum from its default initialisation).
+        """
         return [
             (t, s, soft)
             for t in self.tasks
@@ -70,6 +76,21 @@ def _grid(steps, eval_every, lrs, margins, spreads, losses=None):
         g["losses"] = losses
     return g
 
+
+# The FaceNet regime: a 3-hidden-layer ReLU MLP at its default initialisation (no cap),
+# SGD with momentum, batch-hard and hardest-negative mining, on the digits.
+_HEALTHY_DIGITS = dict(
+    _grid(
+        300,
+        100,
+        (0.05,),
+        (0.1, 0.5),
+        (_INF,),
+        losses=(("batch_hard", False), ("hardest_negative", False)),
+    ),
+    task="digits",
+    setup=dict(hidden=(64, 64, 64), embed_dim=16, p=8, k=4, optimizer="momentum"),
+)
 
 COLLAPSE_PRESETS: dict[str, CollapseSweep] = {
     # for tests and the notebook: seconds
@@ -117,10 +138,20 @@ COLLAPSE_PRESETS: dict[str, CollapseSweep] = {
             "clusters": dict(n_classes=6, cluster_size=48, dim=16),
         },
     ),
-    # `geotrip collapse --quick`: about 5 minutes on 2 CPU cores
+    # the healthy-start cells of `quick` alone (`geotrip collapse --preset healthy`)
+    "healthy": CollapseSweep(
+        name="healthy",
+        tasks=("digits_healthy",),
+        distances=tuple(DISTANCES),
+        losses=(("batch_hard", False),),
+        n_seeds=8,
+        grids={"digits_healthy": _HEALTHY_DIGITS},
+    ),
+    # `geotrip collapse --quick`: about 5 minutes on 2 CPU cores for the collapsed-start cells,
+    # plus the healthy-start cells (a few minutes more)
     "quick": CollapseSweep(
         name="quick",
-        tasks=("features", "clusters", "digits"),
+        tasks=("features", "clusters", "digits", "digits_healthy"),
         distances=tuple(DISTANCES),
         losses=_HINGE_SOFT,
         n_seeds=8,
@@ -153,6 +184,7 @@ COLLAPSE_PRESETS: dict[str, CollapseSweep] = {
                 (0.01, 0.1, 0.3, _INF),
                 losses=(("batch_hard", False),),
             ),
+            "digits_healthy": _HEALTHY_DIGITS,
         },
         setup=dict(p=6, k=4, hidden=(32,), embed_dim=8),
         data={

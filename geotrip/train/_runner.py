@@ -72,10 +72,22 @@ TRAINING_METRICS = (
     "alignment",
     "uniformity",
     "recall_at_1",
+    "map_at_r",
+    "collapsed",
+    "push_pull",
+    "hard_share",
+    "pull_wins",
+)
+_EVAL_METRICS = (
+    "mean_cos",
+    "erank",
+    "alignment",
+    "uniformity",
+    "recall_at_1",
+    "map_at_r",
     "collapsed",
 )
-_EVAL_METRICS = ("mean_cos", "erank", "alignment", "uniformity", "recall_at_1", "collapsed")
-_TRAIN_METRICS = ("loss", "active", "grad_norm")
+_TRAIN_METRICS = ("loss", "active", "grad_norm", "push_pull", "hard_share", "pull_wins")
 
 
 @functools.partial(jax.jit, static_argnames=("task", "setup", "data"))
@@ -102,14 +114,22 @@ def _chunk_batch(states, start, n_steps, lrs, margins, didxs, *, task, setup, da
                 return _step(st_, start + i, lr, margin, task, setup, data, dist)
 
             def skip(st_):
-                return st_, (zero, zero, zero)
+                pp = {"log_ratio": zero, "hard_share": zero, "pull_wins": zero}
+                return st_, (zero, zero, zero, pp)
 
             return jax.lax.cond(i < n_steps, take, skip, st)
 
-        st, (loss, act, gn) = jax.lax.scan(
+        st, (loss, act, gn, pp) = jax.lax.scan(
             body, state, jnp.arange(setup.eval_every, dtype=jnp.int32)
         )
-        m.update(loss=jnp.mean(loss), active=jnp.mean(act), grad_norm=gn[-1])
+        m.update(
+            loss=jnp.mean(loss),
+            active=jnp.mean(act),
+            grad_norm=gn[-1],
+            push_pull=jnp.exp(jnp.mean(pp["log_ratio"])),
+            hard_share=jnp.mean(pp["hard_share"]),
+            pull_wins=jnp.mean(pp["pull_wins"]),
+        )
         return st, m
 
     return jax.vmap(one)(states, lrs, margins, didxs)

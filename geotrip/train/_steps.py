@@ -27,11 +27,16 @@ from ..core._geometry import normalize, project_tangent
 from ..core._losses import batch_loss
 from ..core._mining import MINING_STRATEGIES, mine_triplets
 from ._data import sample_pk
+from ._mechanism import push_pull_summary
 from ._metrics import active_share, embedding_metrics, riemannian_grad_norm
 from ._models import cap_last_layer, init_features, init_mlp, mlp_embed
 from ._tasks import TaskData, reference_distance
 
-__all__ = ["TrainSetup"]
+__all__ = ["OPTIMIZERS", "TrainSetup"]
+
+OPTIMIZERS = ("adam", "sgd", "momentum")
+"""Optimisers of the MLP runs: Adam, plain SGD, SGD with momentum 0.9."""
+MOMENTUM = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +54,8 @@ class TrainSetup:
       p, k: PK batch layout for the MLP tasks (``features`` use all points).
       hidden: hidden widths of the MLP; embed_dim: embedding dimension (also the
         dimension of the free features).
-      optimizer: ``"adam"`` or ``"sgd"`` for the MLP; the free features always use
+      optimizer: ``"adam"``, ``"sgd"`` or ``"momentum"`` (SGD with heavy-ball momentum
+        0.9, as FaceNet-style training) for the MLP; the free features always use
         Riemannian gradient descent.
       theta_ref: reference angle of the units (see the module docstring).
     """
@@ -84,8 +90,10 @@ class TrainSetup:
                 f"steps ({self.steps}) must be a positive multiple of "
                 f"eval_every ({self.eval_every})"
             )
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
 
 
 def _loss_parts(F, labels, margin, key, setup: TrainSetup, dist: Distance):
@@ -112,7 +120,8 @@ def _loss_parts(F, labels, margin, key, setup: TrainSetup, dist: Distance):
     (loss, per), gF = jax.value_and_grad(loss_fn, has_aux=True)(F)
     # active hinge z > 0  <=>  hinge(z) > 0, or softplus(z) > log 2 for the soft margin
     thresh = jnp.log(jnp.asarray(2.0, F.dtype)) if setup.soft else jnp.zeros((), F.dtype)
-    return loss, gF, active_share(per - thresh, valid)
+    pp = push_pull_summary(jax.lax.stop_gradient(F), t, distance=dist, mask=valid)
+    return loss, gF, active_share(per - thresh, valid), pp
 
 
 def _init_state(task: str, setup: TrainSetup, data: TaskData, seed, spread, dtype):
@@ -124,10 +133,16 @@ def _init_state(task: str, setup: TrainSetup, data: TaskData, seed, spread, dtyp
         return {"X": X, "key": krun}
     sizes = (data.x_train.shape[1],) + tuple(setup.hidden) + (setup.embed_dim,)
     params = cap_last_layer(init_mlp(kinit, sizes, dtype=dtype), data.x_train, spread, key=kcap)
-    opt_state = (
-        optax.scale_by_adam().init(params) if setup.optimizer == "adam" else optax.EmptyState()
-    )
-    return {"params": params, "opt": opt_state, "key": krun}
+    return {"params": params, "opt": _optimizer(setup).init(params), "key": krun}
+
+
+def _optimizer(setup: TrainSetup) -> optax.GradientTransformation:
+    """The update direction of the MLP runs (the learning rate is applied by :func:`_step`)."""
+    if setup.optimizer == "adam":
+        return optax.scale_by_adam()
+    if setup.optimizer == "momentum":
+        return optax.trace(decay=MOMENTUM)
+    return optax.identity()
 
 
 def _step(state, i, lr, margin, task, setup, data, dist):
@@ -135,22 +150,19 @@ def _step(state, i, lr, margin, task, setup, data, dist):
     kb, km = jax.random.split(key)
     if task == "features":
         X = state["X"]
-        loss, g, act = _loss_parts(X, data.y_train, margin, km, setup, dist)
+        loss, g, act, pp = _loss_parts(X, data.y_train, margin, km, setup, dist)
         rg = project_tangent(X, g)
         new = dict(state, X=normalize(X - lr * rg))
-        return new, (loss, act, riemannian_grad_norm(X, g))
+        return new, (loss, act, riemannian_grad_norm(X, g), pp)
     idx = sample_pk(kb, data.table, data.counts, p=setup.p, k=setup.k)
     xb, yb = data.x_train[idx], data.y_train[idx]
     F, vjp = jax.vjp(lambda prm: mlp_embed(prm, xb), state["params"])
-    loss, gF, act = _loss_parts(F, yb, margin, km, setup, dist)
+    loss, gF, act, pp = _loss_parts(F, yb, margin, km, setup, dist)
     (gp,) = vjp(gF)
-    if setup.optimizer == "adam":
-        with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int32 and float
-            upd, opt = optax.scale_by_adam().update(gp, state["opt"], state["params"])
-    else:
-        upd, opt = gp, state["opt"]
+    with jax.numpy_dtype_promotion("standard"):  # optax's bias correction mixes int32 and float
+        upd, opt = _optimizer(setup).update(gp, state["opt"], state["params"])
     params = jax.tree_util.tree_map(lambda p_, u: p_ - lr * u, state["params"], upd)
-    return dict(state, params=params, opt=opt), (loss, act, riemannian_grad_norm(F, gF))
+    return dict(state, params=params, opt=opt), (loss, act, riemannian_grad_norm(F, gF), pp)
 
 
 def _evaluate(state, task, data):
