@@ -9,4 +9,4 @@ def test_notebook_02_runs():
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
     assert "batch_hard identical: True" in text
-    assert "chunk-size invariance: ok" in text
+    assert "prefix property: ok" in text  # chunk-size invariance: tests/test_sweeps.py

@@ -62,11 +62,13 @@ def test_closed_form_blocked_path_and_user_distance():
 
 def test_closed_form_near_degenerate_float32():
     """float32 closed form near coincident/antipodal pairs against the float64 autodiff path."""
-    eps = jnp.repeat(jnp.asarray([1e-6, 1e-5, 1e-4]), 40)
+    # 400 triplets in d = 16: the float64 autodiff reference reuses the eager compilations of
+    # test_closed_form_matches_autodiff
+    eps = jnp.repeat(jnp.asarray([1e-6, 3e-6, 1e-5, 1e-4]), 50)
     tp = jnp.concatenate([eps, np.pi - eps])  # near-coincident and near-antipodal positives
-    tn = jnp.tile(jnp.linspace(0.3, 2.8, 40), 6)
-    ps = jnp.tile(jnp.linspace(0.2, 3.0, 40), 6)
-    a, p, n = gt.rotated_triplet(jax.random.key(3), tp, tn, ps, dim=8)
+    tn = jnp.tile(jnp.linspace(0.3, 2.8, 50), 8)
+    ps = jnp.tile(jnp.linspace(0.2, 3.0, 50), 8)
+    a, p, n = gt.rotated_triplet(jax.random.key(3), tp, tn, ps, dim=16)
     a32, p32, n32 = (x.astype(jnp.float32) for x in (a, p, n))
     # reference: float64 autodiff on the very float32 triplet (rounding moves p by ~6e-8,
     # a relative change of the tangent directions of ~6e-8/eps), re-normalised in float64
@@ -74,7 +76,7 @@ def test_closed_form_near_degenerate_float32():
     ref = gt.gradient_angles(a64, p64, n64, margins=(4.5, 3.5))
     got = gt.gradient_angles_closed_form(a32, p32, n32, margins=(4.5, 3.5))
     for k in ("riemannian/anchor", "riemannian/joint", "raw/joint", "raw/negative"):
-        for half in (slice(0, 120), slice(120, 240)):
+        for half in (slice(0, 200), slice(200, 400)):
             ok = np.asarray(ref["defined/" + k])[half] & np.asarray(got["defined/" + k])[half]
             assert ok.mean() > 0.9
         ok = np.asarray(ref["defined/" + k]) & np.asarray(got["defined/" + k])
@@ -83,7 +85,7 @@ def test_closed_form_near_degenerate_float32():
 
 
 def test_sweep_chunk_invariance_and_progress(capsys):
-    fn = gt.triplet_metric(gt.family_sampler("parametric", dim=5, theta_ap=(0.1, 0.5)))
+    fn = gt.triplet_metric(gt.family_sampler("uniform", dim=5))
     r1 = gt.sweep(fn, 300, key=jax.random.key(0), chunk_size=56, progress=True)
     r2 = gt.sweep(fn, 300, key=jax.random.key(0), chunk_size=300)
     r3 = gt.sweep(fn, 100, key=jax.random.key(0), chunk_size=56)
@@ -91,7 +93,6 @@ def test_sweep_chunk_invariance_and_progress(capsys):
         assert r1[k].shape[0] == 300
         np.testing.assert_array_equal(r1[k], r2[k])
         np.testing.assert_array_equal(r1[k][:100], r3[k])  # prefix property: keys by global index
-    assert np.all((r1["config/theta_ap"] >= 0.1 - 1e-12) & (r1["config/theta_ap"] <= 0.5 + 1e-12))
     assert "sweep 300 configs" in capsys.readouterr().err
     with pytest.raises(ValueError, match="num"):
         gt.sweep(fn, 0, key=jax.random.key(0))
