@@ -248,3 +248,20 @@ def test_write_report_is_atomic_on_failure(tmp_path, monkeypatch):
     gt.write_report(rep, out, figures=False)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     _check_html(out / "report.html", n_figures=0)
+
+
+@pytest.mark.slow
+def test_cli_example_trains_digits_and_writes_a_report(tmp_path, capsys):
+    import jax
+
+    out = tmp_path / "ex"
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam mixes Python floats and int32
+        code, cap = _run_cli(
+            ["--example", "--example-steps", "30", "--strategy", "batch_hard", "--out", str(out)],
+            capsys,
+        )
+    assert code == 0, cap.err
+    rep = json.loads((out / "report.json").read_text())
+    assert "digits" in rep["example"]["source"] and rep["n_classes"] == 10
+    assert np.load(out / "embeddings.npy").shape == (rep["n_points"], 16)
+    _check_html(out / "report.html")

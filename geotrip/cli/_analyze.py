@@ -186,7 +186,11 @@ def _analyze(gt, X, y, args):
 def train_example(*, seed: int = 0, steps: int = 300):
     """Train geotrip's digits MLP (64-64-16, batch-hard chord² 0.2, Adam) for ``steps`` steps.
 
-    Returns ``(embeddings of the held-out split, labels, info)``. Falls back to synthetic
+    Data and split from :func:`geotrip.make_task_data` (``"digits"``); the loop is written
+    here with the public pieces (:func:`geotrip.init_mlp`, :func:`geotrip.mlp_embed`,
+    :func:`geotrip.sample_pk`, :func:`geotrip.mine_triplets`, :func:`geotrip.batch_loss`,
+    optax Adam) because :func:`geotrip.train_runs` returns metrics, not the trained
+    parameters. Returns ``(embeddings of the test split, labels, info)``. Falls back to synthetic
     clustered embeddings (:func:`geotrip.clustered_batch`) if the digits or the training
     pieces are unavailable, and says so in ``info``.
     """
@@ -200,10 +204,9 @@ def train_example(*, seed: int = 0, steps: int = 300):
     try:
         import optax
 
-        x, y = gt.load_digits(dtype=jnp.float32)
-        tr, te = gt.stratified_split(jax.random.fold_in(key, 1), y, test_fraction=0.3)
-        xtr, ytr = x[tr], y[tr]
-        _, table, counts = gt.class_table(ytr)
+        # the collapse experiments' data and split
+        data = gt.make_task_data("digits", seed=seed, dtype=jnp.float32)
+        xtr, ytr, table, counts = data.x_train, data.y_train, data.table, data.counts
         params = gt.init_mlp(jax.random.fold_in(key, 2), (64, 64, 16), dtype=jnp.float32)
         opt = optax.adam(1e-2)
         state = opt.init(params)
@@ -223,15 +226,16 @@ def train_example(*, seed: int = 0, steps: int = 300):
         t0 = time.perf_counter()
         for i in range(steps):
             params, state, loss = step(params, state, jax.random.fold_in(key, 100 + i))
-        E = np.asarray(gt.mlp_embed(params, x[te]))
+        E = np.asarray(gt.mlp_embed(params, data.x_test))
         info = {
-            "source": "digits MLP 64-64-16 (scikit-learn digits), held-out split",
+            "source": "digits MLP 64-64-16 (scikit-learn digits, gt.make_task_data), test split",
             "steps": steps,
             "final_batch_loss": float(loss),
             "train_seconds": round(time.perf_counter() - t0, 2),
             "loss": "chord_sq, margin 0.2, batch_hard, PK 8x4, Adam 1e-2",
         }
-        return E, np.asarray(te_labels := y[te]).astype(np.int64), info | {"n": int(te_labels.size)}
+        y_test = np.asarray(data.y_test).astype(np.int64)
+        return E, y_test, info | {"n": int(y_test.size)}
     except (ImportError, AttributeError, TypeError) as exc:
         print(f"geotrip analyze: digits training unavailable ({exc}); using synthetic clusters")
         X, yy = gt.clustered_batch(key, n_classes=10, per_class=40, dim=16, concentration=30.0)
