@@ -64,6 +64,7 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
         "_optimizer": ("RESTART_FAMILIES", "SearchResult", "draw_configurations", "search"),
         "_simplify": ("simplify",),
         "_certify": ("Certificate", "certify"),
+        "_bounds": ("monotone_angle_bounds", "one_triplet_bound", "one_triplet_table"),
         "_format": (
             "CERTIFICATE_FORMAT",
             "CertificateError",

@@ -317,3 +317,65 @@ def test_simplify_and_certify(both_result):
     assert c.decimals <= 6
     for a in ("angle_deg > 90", "step.delta_A < 0", "step.delta_B > 0"):
         assert a in c.content["assertions"]
+
+
+def test_one_triplet_bound_table():
+    """The proved suprema; the closed-form M_c angle of the edge rays; the quadrant bound
+    over random weights (independent of the search)."""
+    names = ("chord_sq", "chord", "geodesic", "geodesic_sq", "cosine")
+    sups = {(a, b): gt.one_triplet_bound(a, b)[0] for a in names for b in names}
+    assert all(sups[a, a] == 0 for a in names)
+    assert sups["chord_sq", "cosine"] == sups["cosine", "chord_sq"] == 0
+    assert all(sups[a, "geodesic"] == 60 for a in names if a != "geodesic")
+    assert sups["chord_sq", "geodesic_sq"] == sups["chord", "cosine"] == 120
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for a, b in [(x, y) for x in names for y in names if x < y]:
+        A, B = gt.distance(a), gt.distance(b)
+        th = rng.uniform(1e-3, np.pi - 1e-3, size=(2000, 2))
+        th[:500] = [[1e-2, np.pi - 1e-5]] + rng.uniform(0, 1e-3, size=(500, 2)) * [1, -1]
+        c = np.cos(rng.uniform(0, 1e-2, size=2000))
+        wA = np.stack([np.asarray(A.weight(th[:, i])) for i in (0, 1)], 1)
+        wB = np.stack([np.asarray(B.weight(th[:, i])) for i in (0, 1)], 1)
+
+        def inner(u, v):
+            return (
+                2 * u[:, 0] * v[:, 0]
+                + 2 * u[:, 1] * v[:, 1]
+                - c * (u[:, 0] * v[:, 1] + u[:, 1] * v[:, 0])
+            )
+
+        cos = inner(wA, wB) / np.sqrt(inner(wA, wA) * inner(wB, wB))
+        ang = np.degrees(np.arccos(np.clip(cos, -1, 1)))
+        assert ang.max() < sups[a, b] + 1e-9, (a, b, ang.max())
+        worst = max(worst, ang.max())
+    assert worst > 110  # the 120-degree family is approached
+
+
+def test_dimension_embedding_keeps_the_gradients():
+    """A zero coordinate appended keeps both gradients (so the largest angle is
+    non-decreasing in d); more triplets: copies of the last positive and negative."""
+    from geotrip.search._bounds import _embed_rows, _rows_points
+
+    X = gt.normalize(jax.random.normal(jax.random.key(1), (5, 2)))
+    rows = gt.format_decimal_points(np.asarray(X), 6)
+    t2 = jnp.asarray(gt.triplet_structure("shared_anchor", 2))
+    X2 = jnp.asarray(_rows_points(rows))
+    X3 = jnp.asarray(_rows_points(_embed_rows(rows, 2, 2, 3)))
+    for dist, m in (("chord_sq", 0.2), ("geodesic", 0.1)):
+        G2 = gt.batch_grads(X2, t2, distance=dist, margin=m)
+        G3 = gt.batch_grads(X3, t2, distance=dist, margin=m)
+        np.testing.assert_allclose(np.asarray(G3[:, :2]), np.asarray(G2), atol=1e-15)
+        np.testing.assert_allclose(np.asarray(G3[:, 2]), 0, atol=1e-15)
+    warm = _embed_rows(rows, 2, 3, 2)
+    assert len(warm) == 7 and warm[5:] == rows[3:5]
+
+
+@pytest.mark.slow
+def test_monotone_angle_bounds_small_grid(tmp_path):
+    rows = gt.monotone_angle_bounds((1, 2), (2, 3), restarts=8, steps=40, cert_dir=tmp_path)
+    val = {(r["k"], r["dim"]): r["angle_deg"] for r in rows}
+    assert val[1, 2] <= val[1, 3] and val[2, 2] <= val[2, 3]  # monotone in d by construction
+    assert all(r["pattern"] == ["both"] * r["k"] for r in rows)
+    for f in tmp_path.glob("*.json"):
+        assert gt.verify_certificate(f).ok

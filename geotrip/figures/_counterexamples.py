@@ -14,58 +14,14 @@ import numpy as np
 from ._registry import register_figure, save_figure
 
 _PAIR = ("chord_sq", "geodesic")
-_MARGINS = (0.2, 0.2)
-
-
-def angle_table(
-    ks, dims, *, restarts: int, steps: int, seed: int, cert_dir: Path | None
-) -> list[dict]:
-    """Largest Riemannian gradient angle (chord_sq vs geodesic), k shared-anchor triplets, each d.
-
-    Each best configuration is rounded, certified and verified (certificate
-    ``angle_k{k}_d{d}.json``).
-    """
-    import geotrip as gt
-
-    rows = []
-    for d in dims:
-        for k in ks:
-            res = gt.search(
-                "angle",
-                structure="shared_anchor",
-                k=k,
-                dim=d,
-                distances=_PAIR,
-                margins=_MARGINS,
-                restarts=restarts,
-                steps=steps,
-                seed=seed,
-                progress=False,
-            )
-            path = None if cert_dir is None else cert_dir / f"angle_k{k}_d{d}.json"
-            cert = gt.certify(res, path)
-            if not cert.verification.ok:
-                raise RuntimeError(
-                    f"certificate for k={k}, d={d} failed: {cert.verification.failures}"
-                )
-            rows.append(
-                {
-                    "k": k,
-                    "dim": d,
-                    "angle_deg": cert.verification.values["angle_deg"],
-                    "angle_unrounded_deg": float(res.value),
-                    "decimals": cert.decimals,
-                    "certificate": "" if path is None else path.name,
-                    "seconds": res.seconds,
-                }
-            )
-    return rows
+_SAME_NUMBER = (0.2, 0.2)  # the old convention: one number for both losses (units differ)
 
 
 @register_figure(
     "counterexample_angles",
     group="counterexamples",
-    description="largest certified chord_sq-vs-geodesic gradient angle, k shared-anchor triplets",
+    description="weighting gallery: certified monotone lower bounds of the largest chord_sq-vs-"
+    "geodesic gradient angle, matched margins, every triplet active under both hinges",
 )
 def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     import matplotlib
@@ -73,12 +29,18 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = (2,) if quick else (1, 2, 3, 4, 6, 8)
-    dims = (3,) if quick else (2, 3, 8)
-    restarts, steps = (32, 60) if quick else (256, 400)
-    cert_dir = Path(out_dir) / "certificates"
-    rows = angle_table(ks, dims, restarts=restarts, steps=steps, seed=seed, cert_dir=cert_dir)
-    fig, ax = plt.subplots(figsize=(6.2, 4.0), constrained_layout=True)
+    from geotrip.search._bounds import monotone_angle_bounds
+
+    # Full mode is sized for a shared 2-core CPU (about 2 min per cell there, compile-bound)
+    ks = (1, 2) if quick else (1, 2, 3, 4)
+    dims = (2, 3)
+    restarts, steps = (16, 60) if quick else (32, 200)
+    cert_dir = Path(out_dir) / "certificates" / "weighting"
+    rows = monotone_angle_bounds(
+        ks, dims, distances=_PAIR, restarts=restarts, steps=steps, seed=seed, cert_dir=cert_dir
+    )
+    margins = rows[0]["margins"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.1), constrained_layout=True)
     markers = {2: "s", 3: "o", 8: "^"}
     for d in dims:
         rr = [r for r in rows if r["dim"] == d]
@@ -100,7 +62,13 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     )
     ax.axhline(60, color="0.5", lw=0.8, ls=":")
     ax.text(
-        ks[-1], 58.5, "60°: supremum for one triplet", ha="right", va="top", fontsize=8, color="0.3"
+        ks[-1],
+        58.5,
+        "60°: supremum for one triplet (never reached)",
+        ha="right",
+        va="top",
+        fontsize=8,
+        color="0.3",
     )
     ax.set_xticks(list(ks))
     ax.set_xlabel("number k of triplets sharing one anchor")
@@ -110,13 +78,16 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(
-        "chord_sq vs geodesic (margins 0.2): every point is a verified certificate", fontsize=10
+        f"weighting only: chord_sq (margin {margins[0]:g}) vs geodesic ({margins[1]:g}, "
+        "slope-matched),\nevery triplet active under both hinges; each point a verified "
+        "certified lower bound",
+        fontsize=9,
     )
     data = {
         "k": np.array([r["k"] for r in rows]),
         "dim": np.array([r["dim"] for r in rows]),
         "angle_deg": np.array([r["angle_deg"] for r in rows]),
-        "angle_unrounded_deg": np.array([r["angle_unrounded_deg"] for r in rows]),
+        "angle_search_deg": np.array([r["angle_search_deg"] for r in rows]),
         "decimals": np.array([r["decimals"] for r in rows]),
     }
     paths = save_figure(
@@ -131,19 +102,150 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
             "restarts": restarts,
             "steps": steps,
             "distances": list(_PAIR),
-            "margins": list(_MARGINS),
-            "certificates": [r["certificate"] for r in rows],
+            "margins": margins,
+            "match": "slope",
+            "active": "both",
+            "sources": [r["source"] for r in rows],
+            "certificates": [f"weighting/{r['certificate']}" for r in rows],
+            "seconds": [round(r["seconds"], 1) for r in rows],
         },
     )
     return paths + sorted(cert_dir.glob("angle_k*_d*.json"))
 
 
-def smallest_descent(*, seed: int, quick: bool):
-    """Search k = 2 descent disagreements over several structures, keep the best, simplify it."""
+def active_set_table(ks, dim, *, restarts: int, steps: int, seed: int, cert_dir: Path | None):
+    """Largest angle with no activity constraint, same-number vs slope-matched margins."""
     import geotrip as gt
 
-    structures = ("shared_anchor",) if quick else ("shared_anchor", "chain", "cycle")
-    restarts, steps = (32, 60) if quick else (256, 400)
+    rows = []
+    for label, margins in (("same_number", _SAME_NUMBER), ("matched", None)):
+        for k in ks:
+            budget = dict(restarts=restarts, steps=steps, seed=seed, progress=False)
+            res = gt.search("angle", k=k, dim=dim, distances=_PAIR, margins=margins, **budget)
+            sub = None if cert_dir is None else cert_dir / label
+            path = None if sub is None else sub / f"angle_k{k}_d{dim}.json"
+            cert = gt.certify(res, path)
+            if not cert.verification.ok:
+                raise RuntimeError(f"{label} k={k}: {cert.verification.failures}")
+            cl = cert.content["claims"]
+            rows.append(
+                {
+                    "margins": label,
+                    "margin_values": list(res.margins),
+                    "k": k,
+                    "angle_deg": cert.verification.values["angle_deg"],
+                    "angle_both_deg": cl.get("angle_both_deg", float("nan")),
+                    "one_only": sum(p in ("A", "B") for p in cl["pattern"]),
+                    "share_one_only_A": cl["share_one_only_A"],
+                    "share_one_only_B": cl["share_one_only_B"],
+                    "certificate": "" if path is None else f"{label}/{path.name}",
+                }
+            )
+    return rows
+
+
+@register_figure(
+    "counterexample_active_set",
+    group="counterexamples",
+    description="active-set gallery: largest angle with no activity constraint, same-number vs "
+    "slope-matched margins, and how much of it comes from triplets active under one hinge",
+)
+def make_active_set(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = (1, 2)
+    dim = 3
+    restarts, steps = (16, 60) if quick else (32, 200)
+    cert_dir = Path(out_dir) / "certificates" / "active_set"
+    rows = active_set_table(ks, dim, restarts=restarts, steps=steps, seed=seed, cert_dir=cert_dir)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.9), constrained_layout=True)
+    for label, col in (("same_number", "C3"), ("matched", "C0")):
+        rr = [r for r in rows if r["margins"] == label]
+        m = rr[0]["margin_values"]
+        name = (
+            f"{'same number' if label == 'same_number' else 'slope-matched'} ({m[0]:g}, {m[1]:g})"
+        )
+        axes[0].plot(
+            [r["k"] for r in rr],
+            [r["angle_deg"] for r in rr],
+            "o-",
+            color=col,
+            label=f"all triplets, {name}",
+        )
+        axes[0].plot(
+            [r["k"] for r in rr],
+            [r["angle_both_deg"] for r in rr],
+            "o--",
+            color=col,
+            alpha=0.6,
+            label="  over triplets active under both",
+        )
+        axes[1].plot(
+            [r["k"] for r in rr],
+            [max(r["share_one_only_A"], r["share_one_only_B"]) for r in rr],
+            "o-",
+            color=col,
+            label=name,
+        )
+    axes[0].axhline(90, color="k", lw=0.8, ls="--")
+    axes[0].set_ylim(0, 180)
+    axes[0].set_yticks(range(0, 181, 30))
+    axes[0].set_xticks(list(ks))
+    axes[0].set_xlabel("k triplets sharing one anchor (d = 3, any activity pattern)")
+    axes[0].set_ylabel("Riemannian gradient angle (degrees)")
+    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].grid(alpha=0.3)
+    axes[0].set_title("largest angle found: margin units create part of it", fontsize=10)
+    axes[1].set_xticks(list(ks))
+    axes[1].set_xlabel("k")
+    axes[1].set_ylabel("share of |G|² from one-hinge-only triplets (max of A, B)")
+    axes[1].legend(fontsize=8)
+    axes[1].grid(alpha=0.3)
+    axes[1].set_title("where the best configuration's gradient comes from", fontsize=10)
+    data = {
+        key: np.array([r[key] for r in rows])
+        for key in (
+            "k",
+            "angle_deg",
+            "angle_both_deg",
+            "one_only",
+            "share_one_only_A",
+            "share_one_only_B",
+        )
+    }
+    data["matched"] = np.array([r["margins"] == "matched" for r in rows])
+    paths = save_figure(
+        fig,
+        out_dir,
+        "counterexample_active_set",
+        data=data,
+        seed=seed,
+        parameters={
+            "ks": list(ks),
+            "dim": dim,
+            "restarts": restarts,
+            "steps": steps,
+            "distances": list(_PAIR),
+            "margins": {r["margins"]: r["margin_values"] for r in rows},
+            "active": "any",
+            "certificates": [r["certificate"] for r in rows],
+        },
+    )
+    return paths + sorted(cert_dir.glob("*/angle_k*_d*.json"))
+
+
+def smallest_descent(*, seed: int, quick: bool):
+    """Search k = 2 descent disagreements over several structures, keep the best, simplify it.
+
+    Weighting only: B's margin slope-matched to A's, every triplet active under both hinges.
+    """
+    import geotrip as gt
+
+    structures = ("shared_anchor",) if quick else ("shared_anchor", "chain")
+    restarts, steps = (32, 60) if quick else (64, 200)
     best = None
     for s in structures:
         r = gt.search(
@@ -152,7 +254,7 @@ def smallest_descent(*, seed: int, quick: bool):
             k=2,
             dim=3,
             distances=_PAIR,
-            margins=_MARGINS,
+            active="both",
             restarts=restarts,
             steps=steps,
             seed=seed,
@@ -165,7 +267,7 @@ def smallest_descent(*, seed: int, quick: bool):
         raise RuntimeError("no descent disagreement found")
     if quick:  # the simplification re-optimises (new shapes, new compiles): full mode only
         return best, best
-    simp = gt.simplify(best, restarts=32, steps=200)
+    simp = gt.simplify(best, restarts=16, steps=100)
     return best, simp
 
 
@@ -184,8 +286,9 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
 
     import geotrip as gt
 
-    cert_dir = Path(out_dir) / "certificates"
+    cert_dir = Path(out_dir) / "certificates" / "weighting"
     found, simp = smallest_descent(seed=seed, quick=quick)
+    margins = simp.margins
     cpath = cert_dir / "descent_min.json"
     cert = gt.certify(simp, cpath)
     if not cert.verification.ok:
@@ -197,8 +300,8 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     d = X.shape[1]
     X3 = np.concatenate([X, np.zeros((X.shape[0], max(0, 3 - d)))], 1) if d < 3 else X
     Xj, tj = jnp.asarray(X), jnp.asarray(t, dtype=jnp.int32)
-    GA = np.asarray(gt.batch_grads(Xj, tj, distance=_PAIR[0], margin=_MARGINS[0]))
-    GB = np.asarray(gt.batch_grads(Xj, tj, distance=_PAIR[1], margin=_MARGINS[1]))
+    GA = np.asarray(gt.batch_grads(Xj, tj, distance=_PAIR[0], margin=margins[0]))
+    GB = np.asarray(gt.batch_grads(Xj, tj, distance=_PAIR[1], margin=margins[1]))
     pad = lambda G: np.concatenate([G, np.zeros((G.shape[0], max(0, 3 - d)))], 1) if d < 3 else G
     DA, DB = -pad(GA) / np.linalg.norm(GA), -pad(GB) / np.linalg.norm(GB)
     eta = doc["claims"]["step"]["size"]
@@ -207,8 +310,8 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     LA, LB = [], []
     for s in ts:
         Y = gt.normalize(Xj + s * jnp.asarray(D))
-        LA.append(float(gt.batch_loss(Y, tj, distance=_PAIR[0], margin=_MARGINS[0])))
-        LB.append(float(gt.batch_loss(Y, tj, distance=_PAIR[1], margin=_MARGINS[1])))
+        LA.append(float(gt.batch_loss(Y, tj, distance=_PAIR[0], margin=margins[0])))
+        LB.append(float(gt.batch_loss(Y, tj, distance=_PAIR[1], margin=margins[1])))
     LA, LB = np.array(LA), np.array(LB)
 
     fig = plt.figure(figsize=(11, 4.6), constrained_layout=True)
@@ -272,7 +375,7 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         ax.set_title(
             f"k = {t.shape[0]} triplets on S$^{{{d - 1}}}$"
             + (" (drawn in S$^2$)" if d < 3 else "")
-            + f": gradient angle {doc['claims']['angle_deg']:.2f}°\n"
+            + f": gradient angle {doc['claims']['angle_deg']:.4f}°\n"
             "green: anchor–positive, red: anchor–negative; "
             "arrows: unit descent directions (scaled)",
             fontsize=9,
@@ -298,8 +401,9 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     ax2.grid(alpha=0.3)
     ax2.legend(fontsize=8, loc="lower left")
     ax2.set_title(
-        f"descending chord_sq raises geodesic: slope {doc['claims']['slope_B_along_A']:.3f} > 0",
-        fontsize=10,
+        f"descending chord_sq raises geodesic: slope {doc['claims']['slope_B_along_A']:.3f} > 0\n"
+        f"(margins {margins[0]:g} / {margins[1]:g} slope-matched; all triplets active under both)",
+        fontsize=9,
     )
     data = {
         "points": X,
@@ -319,11 +423,14 @@ def make_descent(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         data=data,
         seed=seed,
         parameters={
-            "certificate": cpath.name,
+            "certificate": f"weighting/{cpath.name}",
             "simplification": simp.notes,
             "found": {"k": found.k, "dim": found.dim, "value": found.value},
             "distances": list(_PAIR),
-            "margins": list(_MARGINS),
+            "margins": list(margins),
+            "match": simp.match,
+            "active": simp.active,
+            "pattern": doc["claims"]["pattern"],
         },
     )
     return paths + [cpath]
@@ -382,5 +489,5 @@ def _draw_circle_unrolled(ax, X, t, DA, DB, angle_deg):
     ax.set_xlabel("position on the circle S¹ (degrees from the mean direction)")
     ax.legend(fontsize=7, loc="upper left", ncol=2)
     ax.set_title(
-        f"k = {t.shape[0]} triplets on S¹ (unrolled): gradient angle {angle_deg:.2f}°", fontsize=10
+        f"k = {t.shape[0]} triplets on S¹ (unrolled): gradient angle {angle_deg:.4f}°", fontsize=10
     )

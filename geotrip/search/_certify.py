@@ -176,6 +176,18 @@ def _round(X, t, result, thr, decimals, max_decimals, value_tolerance):
     )
 
 
+def _given_rows(rows, t, result):
+    """``(decimals, exact points, score, score)`` of given decimal rows (no rounding)."""
+    R = np.asarray([[float(c) for c in r] for r in rows])
+    Xr = R / np.linalg.norm(R, axis=1, keepdims=True)
+    _, score, valid = _objective_of(result, t)
+    if not bool(valid(jnp.asarray(Xr))):
+        raise ValueError("the given rows are not a valid configuration for this problem")
+    q = max((len(c.partition(".")[2]) for r in rows for c in r), default=0)
+    s = float(score(jnp.asarray(Xr)))
+    return q, Xr, s, s
+
+
 def _statement(result, claims, k, dim) -> str:
     angle = (
         f"Riemannian gradient angle {claims['angle_deg']:.4f} deg"
@@ -221,6 +233,7 @@ def certify(
     path: str | Path | None = None,
     *,
     decimals: int | None = None,
+    rows: list[list[str]] | None = None,
     max_decimals: int = 12,
     value_tolerance: float = 1e-3,
     threshold: float | None = None,
@@ -228,6 +241,9 @@ def certify(
     provenance: Mapping | None = None,
 ) -> Certificate:
     r"""Round a configuration to short decimals, state its claims, write and verify a certificate.
+
+    With ``rows`` (decimal strings, e.g. an earlier certificate's points, embedded), the
+    configuration is exactly those rows re-normalised: no rounding.
 
     Rounding: the fewest decimal places ``q`` (from 2 up to ``max_decimals``, or exactly
     ``decimals``) such that the exactly re-normalised rounded configuration is still valid,
@@ -257,7 +273,12 @@ def certify(
     X = np.asarray(result.points, np.float64)
     t = np.asarray(result.triplets)
     thr = _default_threshold(result.objective) if threshold is None else float(threshold)
-    q, rows, Xr, s0, s_rounded = _round(X, t, result, thr, decimals, max_decimals, value_tolerance)
+    if rows is None:
+        q, rows, Xr, s0, s_rounded = _round(
+            X, t, result, thr, decimals, max_decimals, value_tolerance
+        )
+    else:
+        q, Xr, s0, s_rounded = _given_rows(rows, t, result)
     st = _step_claims(Xr, t, result, _STEP_SIZES)
     claims = _claims(Xr, t, result, st[1] if st is not None else {"size": 1e-3})
     name = _objective_name(result.objective)
