@@ -201,6 +201,16 @@ def test_cli_sweep(tmp_path, capsys):
     assert set(s["by_dim"]) == {"3", "4"} and list(s["params"]["theta_ap"]) == [0, 0.2]
     assert s["by_dim"]["3"]["num"] == 200 and "riemannian/joint" in s["by_dim"]["4"]
     assert s["provenance"]["seed"] == 1 and s["margins"] == [0.2, 0.1]
+    # --platform auto is the default: JAX's choice, recorded in the provenance
+    assert s["provenance"]["device"]["backend"] == jax.default_backend()
+    from geotrip.cli import build_parser
+
+    assert (
+        build_parser("sweep")
+        .parse_args(["sweep", "--family", "uniform", "--dim", "3", "--out", "x"])
+        .platform
+        == "auto"
+    )
     arr = np.load(out / "arrays_d4.npz")
     assert arr["riemannian/joint"].shape == (200,)
     assert np.all(arr["config/theta_ap"] <= 0.2 + 1e-9)

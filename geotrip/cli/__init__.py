@@ -102,7 +102,7 @@ _X64_WHY = {
 def add_jax_options(
     parser: argparse.ArgumentParser,
     *,
-    default_platform: str = "cpu",
+    default_platform: str = "auto",
     x64: bool = False,
     x64_why: str | None = None,
 ) -> None:

@@ -24,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the suites and exit")
     p.add_argument("--quick", action="store_true", help="small sizes (under a minute)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
-    add_jax_options(p, default_platform="cpu", x64=False)
+    add_jax_options(p, x64=False)
     p.set_defaults(func=run)
 
 

@@ -79,7 +79,7 @@ def register(sub) -> None:
     p.add_argument("--chunk-size", type=int, default=65536, help="configurations per compiled call")
     p.add_argument("--save-arrays", action="store_true", help="also write arrays_d{D}.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_jax_options(p, default_platform="cpu", x64=False)
+    add_jax_options(p, x64=False)
     p.set_defaults(func=run)
 
 
