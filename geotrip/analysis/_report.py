@@ -6,7 +6,7 @@ and zero rows), drop singleton classes (with a warning), normalise, then
 * on an evaluation set (all points, or a seeded random subset of ``eval_points``):
   collapse metrics (:func:`geotrip.mean_pairwise_cosine`, :func:`geotrip.effective_rank`,
   :func:`geotrip.uniformity`, :func:`geotrip.alignment`, :func:`geotrip.is_collapsed`),
-  leave-one-out :func:`geotrip.recall_at_1` and :func:`map_at_r`, quantiles of within- and
+  leave-one-out :func:`geotrip.recall_at_1` and MAP@R (by angle), quantiles of within- and
   between-class pair angles;
 * per mining strategy, over all valid triplets of the whole set (``triplets="all"``) or
   of ``COUNT`` seeded P x K batches (``"batches"``, :func:`geotrip.sample_pk`): exact
