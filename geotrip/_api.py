@@ -49,7 +49,7 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
     "sweeps": {
         "_matching": ("MATCHING_RULES", "active_set_disagreement", "match_margin"),
         "_closed_form": ("gradient_angles_closed_form",),
-        "_engine": ("sweep",),
+        "_engine": ("sweep", "sweep_chunks"),
         "_families": ("SWEEP_FAMILIES", "family_sampler", "triplet_metric"),
         "_summaries": ("run_sweep", "summarize"),
     },
@@ -126,6 +126,7 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
     "": {
         "_provenance": ("provenance", "write_provenance"),
         "_caches": ("clear_caches",),
+        "_distributed": ("init_distributed",),
         "_validate": ("checked",),
         "_compilation": ("enable_compilation_cache",),
     },

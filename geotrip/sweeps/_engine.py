@@ -6,6 +6,7 @@ device count.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -14,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["sweep"]
+__all__ = ["sweep", "sweep_chunks"]
 
 Array = jax.Array
 
@@ -54,20 +55,118 @@ def _tiles(key, idx, fn):
     return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), out)
 
 
-@partial(jax.jit, static_argnames=("fn", "size", "mesh"))
-def _run_chunk(key, start, *, fn, size, mesh):
+@partial(jax.jit, static_argnames=("fn", "size", "mesh", "impl", "gather"))
+def _run_chunk(key_data, start, *, fn, size, mesh, impl, gather):
+    key = jax.random.wrap_key_data(key_data, impl=impl)
     idx = start + jnp.arange(size, dtype=jnp.uint32)
     if mesh is None:
         return _tiles(key, idx, fn)
     from jax.sharding import PartitionSpec as P
 
+    def body(k, i):
+        out = _tiles(k, i, fn)
+        if gather:  # several processes: every process receives the whole chunk
+            out = jax.tree_util.tree_map(_gather, out)
+        return out
+
     f = _shard_map()(
-        lambda k, i: _tiles(k, i, fn),
+        body,
         mesh=mesh,
         in_specs=(P(), P("configs")),
-        out_specs=P("configs"),
+        out_specs=P() if gather else P("configs"),
+        **(_unchecked() if gather else {}),
     )
     return f(key, idx)
+
+
+def _gather(x):
+    """All-gather along the mesh axis: the result is the same on every device."""
+    return jax.lax.all_gather(x, "configs", tiled=True)
+
+
+def _unchecked():
+    """shard_map keyword that turns off its replication check (all_gather's result is
+    replicated, but shard_map cannot infer it)."""
+    import inspect
+
+    params = inspect.signature(_shard_map()).parameters
+    return {"check_vma": False} if "check_vma" in params else {"check_rep": False}
+
+
+def _global(x, mesh):
+    """``x`` (the same host value on every process) as an array replicated over ``mesh``."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, NamedSharding(mesh, P()), lambda i: x[i])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How a sweep is cut: ``size`` configurations per compiled call over ``ndev`` devices."""
+
+    size: int
+    ndev: int
+    mesh: Any
+    processes: int
+
+    def starts(self, num: int, begin: int = 0):
+        return range(begin, num, self.size)
+
+
+def _plan(num, chunk_size, devices) -> _Plan:
+    if not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be a positive integer, got {num!r}")
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+    if num >= 2**32:
+        raise ValueError("num must be below 2**32 (configuration indices are uint32)")
+    mesh, ndev = _mesh(devices)
+    size = int(min(chunk_size, num))
+    # per-device rows: whole tiles of _TILE configurations (see _tiles)
+    per = -(-size // (_TILE * ndev)) * _TILE
+    processes = jax.process_count()
+    use_mesh = mesh if (ndev > 1 or devices is not None or processes > 1) else None
+    return _Plan(size=per * ndev, ndev=ndev, mesh=use_mesh, processes=processes)
+
+
+def sweep_chunks(
+    fn: Callable[[Array], Mapping[str, Array]],
+    num: int,
+    *,
+    key: Array,
+    chunk_size: int = 65536,
+    devices: Sequence[Any] | None = None,
+    begin: int = 0,
+):
+    """Yield ``(start, {name: NumPy array of configurations start, start + 1, ...})`` chunk by
+    chunk in index order, from configuration ``begin`` (a multiple of the chunk size, for
+    resuming). Same values as :func:`sweep`; memory bounded by one chunk.
+
+    With several processes (``jax.distributed``), every process calls it with the same
+    arguments; each computes its devices' share and every process receives the whole chunk.
+    """
+    plan = _plan(num, chunk_size, devices)
+    if begin % plan.size:
+        raise ValueError(f"begin={begin} is not a multiple of the chunk size {plan.size}")
+    impl = str(jax.random.key_impl(key))
+    key_data = jax.random.key_data(key)
+    gather = plan.processes > 1
+    if gather:
+        key_data = _global(key_data, plan.mesh)
+    for start in plan.starts(num, begin):
+        s = _global(np.uint32(start), plan.mesh) if gather else jnp.uint32(start)
+        out = _run_chunk(
+            key_data, s, fn=fn, size=plan.size, mesh=plan.mesh, impl=impl, gather=gather
+        )
+        take = min(plan.size, num - start)
+        yield start, {k: np.asarray(v)[:take] for k, v in out.items()}
+
+
+def chunk_size_of(num: int, chunk_size: int, devices: Sequence[Any] | None = None) -> int:
+    """The number of configurations per compiled call that :func:`sweep` uses."""
+    return _plan(num, chunk_size, devices).size
 
 
 def sweep(
@@ -91,9 +190,10 @@ def sweep(
     with one fixed compiled tile (``lax.map`` over ``vmap``), so every configuration
     goes through the same code whatever the chunking (``shard_map`` over the mesh).
 
-    Multi-host (``jax.distributed.initialize()`` on every host): ``jax.devices()``
-    lists the global devices and each host computes its shard; the gathered result
-    is available on every host.
+    Several processes (``jax.distributed.initialize()`` in each, see
+    :func:`geotrip.init_distributed`): ``jax.devices()`` lists the global devices, each
+    process computes its devices' tiles and every process receives the whole result,
+    bitwise equal to a single-process run (the tiles are the same computations).
 
     Args:
       fn: ``key -> dict`` of arrays for one configuration (any fixed shapes); it is
@@ -104,7 +204,8 @@ def sweep(
       chunk_size: configurations per compiled call (rounded up to a multiple of the
         device count).
       devices: devices for the mesh; ``None`` for ``jax.devices()``.
-      progress: show a tqdm progress bar (default: when there are more than 4 chunks).
+      progress: show a tqdm progress bar in configurations per second (default: when
+        there are more than 4 chunks; process 0 only).
 
     Returns:
       Dict of NumPy arrays with leading axis ``num``.
@@ -118,30 +219,20 @@ def sweep(
     >>> all(np.array_equal(r[k], r2[k], equal_nan=r[k].dtype.kind == "f") for k in r)
     True
     """
-    if not isinstance(num, (int, np.integer)) or num < 1:
-        raise ValueError(f"num must be a positive integer, got {num!r}")
-    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
-    if num >= 2**32:
-        raise ValueError("num must be below 2**32 (configuration indices are uint32)")
-    mesh, ndev = _mesh(devices)
-    size = int(min(chunk_size, num))
-    # per-device rows: whole tiles of _TILE configurations (see _tiles)
-    per = -(-size // (_TILE * ndev)) * _TILE
-    size = per * ndev
-    use_mesh = mesh if (ndev > 1 or devices is not None) else None
-    n_chunks = -(-num // size)
+    plan = _plan(num, chunk_size, devices)
     if progress is None:
-        progress = n_chunks > 4
-    starts = range(0, num, size)
-    if progress:
+        progress = -(-num // plan.size) > 4
+    bar = None
+    if progress and jax.process_index() == 0:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, total=n_chunks, unit="chunk", desc=f"sweep {num} configs")
+        bar = tqdm(total=num, unit="config", unit_scale=True, desc=f"sweep {num} configs")
     parts: dict[str, list[np.ndarray]] = {}
-    for start in starts:
-        out = _run_chunk(key, jnp.uint32(start), fn=fn, size=size, mesh=use_mesh)
-        take = min(size, num - start)
+    for _, out in sweep_chunks(fn, num, key=key, chunk_size=chunk_size, devices=devices):
         for k, v in out.items():
-            parts.setdefault(k, []).append(np.asarray(v)[:take])
+            parts.setdefault(k, []).append(v)
+        if bar is not None:
+            bar.update(len(next(iter(out.values()))))
+    if bar is not None:
+        bar.close()
     return {k: np.concatenate(v, axis=0) for k, v in parts.items()}
