@@ -90,6 +90,19 @@ def test_todo_file_sections_are_parsed(tmp_path):
     assert list(ext.todo_names("undocumented", f)) == ["FOO"]
 
 
+def test_every_cli_subcommand_has_a_page(tmp_path):
+    from geotrip.cli import _COMMAND_MODULES
+
+    ext = _docs_ext()
+    names = ext.generate_cli_pages(tmp_path)
+    assert names == [m.rpartition("._")[2] for m in _COMMAND_MODULES]
+    index = (tmp_path / "index.rst").read_text()
+    for name in names:
+        page = (tmp_path / f"{name}.rst").read_text()
+        assert f"   :path: {name}\n" in page and ":func: docs_parser" in page
+        assert f"<{name}>`" in index and f"   {name}\n" in index
+
+
 def _slug(title: str) -> str:
     """myst-parser's default heading slug (``myst_heading_anchors``)."""
     title = re.sub(r"`([^`]*)`", r"\1", title)
