@@ -29,7 +29,8 @@ def register(sub) -> None:
     p.add_argument(
         "--preset",
         default=None,
-        help="tiny, quick (about 5 min on 2 CPU cores), full (GPU), figure-quick, figure",
+        help="tiny, quick (collapsed starts + healthy-start cells; minutes on 2 CPU cores), "
+        "healthy (the healthy-start FaceNet-regime cells alone), full (GPU), figure-quick, figure",
     )
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")

@@ -162,9 +162,12 @@ def map_at_r(X: Array, labels: Array) -> Array:
 
     with :math:`P_i(k)` the precision among the first :math:`k` and :math:`Q` the queries
     with :math:`R_i > 0` (0 if there are none). 1 for perfectly clustered classes.
-    >>> import jax.numpy as jnp, geotrip as gt
-    The training runner's jittable, vmappable version (ranked by cosine; ties to the
-    lowest index) of :func:`geotrip.map_at_r` (NumPy, by angle).
+    Jittable and vmappable (the training runner evaluates it on the held-out split).
+
+    >>> import jax.numpy as jnp
+    >>> X = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    >>> float(map_at_r(X, jnp.array([0, 0, 1, 1])))
+    1.0
     """
     X = as_float_array(X, "X")
     n = X.shape[-2]
