@@ -100,6 +100,20 @@ def test_label_problems():
         gt.analyze(X, np.array([object()] * len(y)), **KW)
 
 
+def test_option_problems():
+    X, y = _data()
+    with pytest.raises(ValueError, match="limited to max_exact=5"):
+        gt.analyze(X, y, triplets="all", max_exact=5, **KW)
+    with pytest.raises(ValueError, match="need 4 classes with >= 2 points, found 3"):
+        gt.analyze(X, y, triplets="batches", batches=(4, 2, 3), **KW)
+    with pytest.raises(ValueError, match="unknown mining strategy 'hardest'"):
+        gt.analyze(X, y, strategies=("hardest",))
+    with pytest.raises(ValueError, match="unknown matching rule"):
+        gt.analyze(X, y, match="median", **KW)
+    with pytest.raises(ValueError, match="margin must be"):
+        gt.analyze(X, y, margin=float("nan"), **KW)
+
+
 def test_array_shapes_and_types(tmp_path):
     X, y = _data()
     for bad in (X[:, 0], X[None]):

@@ -324,6 +324,8 @@ def analyze(
             f"triplets='all' is limited to max_exact={max_exact} points (got {n}); "
             "use triplets='batches' or raise max_exact"
         )
+    if mode == "batches":
+        _eligible_classes(codes[kept], P, K)  # fail before any heavy work
     rng = np.random.default_rng(seed)
     ev = (
         kept
@@ -409,6 +411,16 @@ def analyze(
     return jsonable(report)
 
 
+def _eligible_classes(codes: np.ndarray, P: int, K: int) -> np.ndarray:
+    eligible = np.flatnonzero(np.bincount(codes) >= K)
+    if eligible.size < P:
+        raise ValueError(
+            f"batches: P={P} classes of K={K} points need {P} classes with >= {K} points, "
+            f"found {eligible.size}; lower P or K"
+        )
+    return eligible
+
+
 def _run_batches(X, codes, kept, pkc, seed, rng, losses, dists, accs, max_sample, progress):
     import jax
     import jax.numpy as jnp
@@ -416,13 +428,7 @@ def _run_batches(X, codes, kept, pkc, seed, rng, losses, dists, accs, max_sample
     import geotrip as gt
 
     P, K, count = pkc
-    counts = np.bincount(codes[kept])
-    eligible = np.flatnonzero(counts >= K)
-    if eligible.size < P:
-        raise ValueError(
-            f"batches: P={P} classes of K={K} points need {P} classes with >= {K} points, "
-            f"found {eligible.size}; lower P or K"
-        )
+    eligible = _eligible_classes(codes[kept], P, K)
     pool = kept[np.isin(codes[kept], eligible)]
     _, table, cnt = gt.class_table(jnp.asarray(codes[pool].astype(np.int32)))
     key = jax.random.key(seed)
