@@ -79,11 +79,56 @@ def register(sub) -> None:
     p.add_argument("--chunk-size", type=int, default=65536, help="configurations per compiled call")
     p.add_argument("--save-arrays", action="store_true", help="also write arrays_d{D}.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.npz (same settings) to the same final numbers",
+    )
+    p.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="write a checkpoint after a chunk when S seconds have passed (default 30; 0: every "
+        "chunk)",
+    )
+    add_distributed_options(p)
     add_jax_options(p, x64=False)
     p.set_defaults(func=run)
 
 
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    """``--coordinator``, ``--num-processes``, ``--process-id``, ``--cluster``: a run over
+    several processes on JAX's distributed runtime (see :func:`geotrip.init_distributed`)."""
+    g = p.add_argument_group(
+        "several processes",
+        "run the same command in every process; process 0 writes the outputs. Also from "
+        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.",
+    )
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    g.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process, 0 <= I < N")
+    g.add_argument(
+        "--cluster",
+        action="store_true",
+        help="let JAX detect the processes (SLURM, Open MPI, Cloud TPU pods, Kubernetes)",
+    )
+
+
+def start_distributed(args: argparse.Namespace) -> dict:
+    """Join the multi-process run the options describe (nothing for a single process)."""
+    from .._distributed import init_distributed
+
+    try:
+        return init_distributed(
+            args.coordinator, args.num_processes, args.process_id, auto=args.cluster
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    from .._distributed import is_writer
     from ..core._distances import distance as get_distance
     from ..sweeps import SWEEP_FAMILIES, run_sweep
 
@@ -109,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--param must be KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         params[k.strip()] = _value(v)
+    if args.checkpoint_seconds < 0:
+        raise CLIError(f"--checkpoint-seconds must be >= 0, got {args.checkpoint_seconds}")
+    start_distributed(args)
     t0 = time.perf_counter()
     s = run_sweep(
         args.family,
@@ -124,13 +172,17 @@ def run(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         method=args.method,
         progress=False if args.no_progress else None,
+        resume=args.resume,
+        checkpoint_seconds=args.checkpoint_seconds,
     )
+    if not is_writer():
+        return 0
     for d, e in s["by_dim"].items():
         rj, wj = e.get("riemannian/joint", {}), e.get("raw/joint", {})
         med = lambda x: f"{x['quantiles']['0.5']:.2f}°" if "quantiles" in x else "n/a"
         above = lambda x: f"{x['share_above']['90']:.4f}" if "share_above" in x else "n/a"
         print(
-            f"{args.family} d={d}: {e['num']} configs, {e['configs_per_second']:.3g}/s; "
+            f"{args.family} d={d}: {e['num']} configs, {e['configs_per_second'] or 0:.3g}/s; "
             f"joint angle median riemannian {med(rj)}, raw {med(wj)}; share > 90°: "
             f"riemannian {above(rj)}, raw {above(wj)}; defined {rj.get('defined_share', 0):.3f}"
         )

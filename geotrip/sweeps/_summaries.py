@@ -6,22 +6,24 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 
+from .._caches import bounded_cache
+from .._numerics import float_dtype
 from ..core._distances import distance as get_distance
-from ._engine import sweep
+from ._checkpoint import read_checkpoint, write_checkpoint
+from ._engine import chunk_size_of, sweep_chunks
 from ._families import SWEEP_FAMILIES, _family_params, family_sampler, triplet_metric
+from ._streaming import ANGLE_THRESHOLDS_DEG, QUANTILES, StreamingSummary
 
 __all__ = ["ANGLE_THRESHOLDS_DEG", "summarize", "run_sweep"]
 
-ANGLE_THRESHOLDS_DEG = (30.0, 60.0, 90.0)
-
-_QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+_QUANTILES = QUANTILES
 
 
 def _quantiles(x: np.ndarray) -> dict[str, float]:
@@ -94,16 +96,34 @@ def run_sweep(
     method: str = "closed_form",
     progress: bool | None = None,
     dtype=None,
+    resume: bool = False,
+    checkpoint_seconds: float = 30.0,
+    on_chunk: Callable[[int, int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Sweep one family over several dimensions; write ``summary.json`` (and ``arrays_d{D}.npz``).
+    """Sweep one family over several dimensions, streaming; write ``summary.json``.
 
-    The summary holds, per dimension, :func:`summarize` of the
-    :func:`triplet_metric` results, and a provenance record (command line, seed,
-    versions, devices, git revision, parameters, time per dimension).
+    Each dimension's :func:`triplet_metric` results are summarised chunk by chunk in
+    constant memory (:class:`~geotrip.sweeps._streaming.StreamingSummary`: exact counts,
+    shares and extremes, quantiles within 0.005° from 0.01° bins); the numbers are bitwise
+    the same whatever the chunk size, the devices and the processes. The summary holds,
+    per dimension, that summary, and a provenance record (command line, seed, versions,
+    devices, git revision, parameters, time per dimension).
+
+    With ``out``, a checkpoint ``out/checkpoint.npz`` is written after a chunk when
+    ``checkpoint_seconds`` have passed since the last one (0: after every chunk) and after
+    each dimension; ``resume=True`` continues from it (same settings required) to the same
+    final numbers as an uninterrupted run. ``save_arrays`` also writes every configuration
+    (``arrays_d{D}.npz``): memory then grows with ``samples``, and a resume restarts the
+    unfinished dimension. With several processes (:func:`geotrip.init_distributed`), every
+    process runs this call; only process 0 writes.
+
+    Args:
+      on_chunk: called as ``on_chunk(dim, configurations done, samples)`` after each chunk.
 
     Returns:
       The summary dict (also written to ``out/summary.json`` when ``out`` is given).
     """
+    from .._distributed import is_writer
     from .._provenance import provenance
 
     if not isinstance(samples, (int, np.integer)) or samples < 1:
@@ -113,27 +133,41 @@ def run_sweep(
     merged = _family_params(family, params)
     key = jax.random.key(seed)
     summary = _header(family, merged, distances, margins, soft, samples, seed)
+    settings = _settings(summary, dims, method, dtype)
     outdir = Path(out) if out is not None else None
-    if outdir is not None:
+    writer = outdir is not None and is_writer()
+    if writer:
         outdir.mkdir(parents=True, exist_ok=True)
+    start = _resume_point(outdir, settings, summary) if resume else None
     for d in dims:
-        sampler = family_sampler(family, dim=int(d), dtype=dtype, **(params or {}))
-        fn = triplet_metric(sampler, distances=distances, margins=margins, soft=soft, method=method)
-        t0 = time.perf_counter()
-        res = sweep(
-            fn,
-            samples,
-            key=jax.random.fold_in(key, int(d)),
-            chunk_size=chunk_size,
-            progress=progress,
+        if str(int(d)) in summary["by_dim"]:
+            continue  # finished before the interruption
+        fn = _metric(
+            family,
+            int(d),
+            str(float_dtype(dtype)),
+            json.dumps(params or {}, sort_keys=True, default=str),
+            tuple(get_distance(x) for x in distances),
+            tuple(float(m) for m in margins),
+            bool(soft),
+            method,
         )
-        dt = time.perf_counter() - t0
-        s = summarize(res)
-        s["seconds"] = dt
-        s["configs_per_second"] = samples / dt
-        summary["by_dim"][str(int(d))] = s
-        if outdir is not None and save_arrays:
-            np.savez_compressed(outdir / f"arrays_d{int(d)}.npz", **res)
+        run = _DimRun(int(d), samples, key, chunk_size, save_arrays, start)
+        start = None
+        run.execute(
+            fn,
+            progress=progress,
+            on_chunk=on_chunk,
+            checkpoint=(
+                (lambda st, run=run: _save(outdir, settings, summary, run, st)) if writer else None
+            ),
+            checkpoint_seconds=checkpoint_seconds,
+        )
+        summary["by_dim"][str(int(d))] = run.result()
+        if writer:
+            if save_arrays:
+                np.savez_compressed(outdir / f"arrays_d{int(d)}.npz", **run.arrays())
+            write_checkpoint(outdir, {"settings": settings, "by_dim": summary["by_dim"]}, None)
     summary["provenance"] = provenance(
         seed=seed,
         extra={
@@ -141,11 +175,134 @@ def run_sweep(
             "dims": [int(d) for d in dims],
             "chunk_size": chunk_size,
             "method": method,
+            "processes": jax.process_count(),
+            "resumed": bool(resume),
         },
     )
-    if outdir is not None:
+    if writer:
         (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
+
+
+@bounded_cache(16)
+def _metric(family, dim, dtype, params_json, distances, margins, soft, method):
+    """The per-configuration function of one dimension, cached so that repeated runs (a
+    resume in the same process, a notebook) reuse its compilation."""
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(params_json).items()}
+    sampler = family_sampler(family, dim=dim, dtype=dtype, **params)
+    return triplet_metric(sampler, distances=distances, margins=margins, soft=soft, method=method)
+
+
+def _settings(summary, dims, method, dtype) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: every setting that changes the numbers."""
+    keys = ("family", "distances", "margins", "soft", "params", "samples", "seed")
+    return json.loads(
+        json.dumps(
+            {
+                **{k: summary[k] for k in keys},
+                "dims": [int(d) for d in dims],
+                "method": method,
+                "dtype": str(float_dtype(dtype)),
+            },
+            default=str,
+        )
+    )
+
+
+def _resume_point(outdir, settings, summary):
+    """Restore finished dimensions into ``summary``; return the running state, if any."""
+    if outdir is None:
+        raise ValueError("resume needs the output folder (out) that holds the checkpoint")
+    ck = read_checkpoint(outdir)
+    if ck is None:
+        return None  # nothing to resume: start from the beginning
+    meta, state = ck
+    if meta["settings"] != settings:
+        diff = sorted(k for k in settings if meta["settings"].get(k) != settings[k])
+        raise ValueError(
+            f"the checkpoint in {outdir} was written with other settings ({', '.join(diff)}); "
+            "use another --out or rerun without --resume"
+        )
+    summary["by_dim"].update(meta["by_dim"])
+    if state is None:
+        return None
+    return {"dim": meta["dim"], "done": meta["done"], "seconds": meta["seconds"], "state": state}
+
+
+def _save(outdir, settings, summary, run, state):
+    meta = {
+        "settings": settings,
+        "by_dim": summary["by_dim"],
+        "dim": run.dim,
+        "done": run.done,
+        "seconds": run.seconds,
+    }
+    write_checkpoint(outdir, meta, state)
+
+
+class _DimRun:
+    """One dimension of a streaming sweep: chunks in, a running summary out."""
+
+    def __init__(self, dim, samples, key, chunk_size, save_arrays, start):
+        self.dim, self.samples, self.save_arrays = dim, samples, save_arrays
+        self.key = jax.random.fold_in(key, dim)
+        self.chunk_size = chunk_size
+        self.done, self.seconds = 0, 0.0
+        self.acc = StreamingSummary()
+        self.parts: dict[str, list[np.ndarray]] = {}
+        if start is not None and start["dim"] == dim and not save_arrays:
+            self.acc = StreamingSummary.from_state(start["state"])
+            self.done, self.seconds = int(start["done"]), float(start["seconds"])
+
+    def execute(self, fn, *, progress, on_chunk, checkpoint, checkpoint_seconds):
+        bar = self._bar(progress)
+        last = time.perf_counter()
+        t0 = time.perf_counter() - self.seconds
+        chunks = sweep_chunks(
+            fn, self.samples, key=self.key, chunk_size=self.chunk_size, begin=self.done
+        )
+        for begin, out in chunks:
+            self.acc.update(out)
+            if self.save_arrays:
+                for k, v in out.items():
+                    self.parts.setdefault(k, []).append(v)
+            self.done = begin + len(next(iter(out.values())))
+            self.seconds = time.perf_counter() - t0
+            if bar is not None:
+                bar.update(len(next(iter(out.values()))))
+            now = time.perf_counter()
+            if checkpoint and not self.save_arrays and now - last >= checkpoint_seconds:
+                checkpoint(self.acc.state())
+                last = now
+            if on_chunk is not None:
+                on_chunk(self.dim, self.done, self.samples)
+        if bar is not None:
+            bar.close()
+
+    def _bar(self, progress):
+        n_chunks = -(-(self.samples - self.done) // chunk_size_of(self.samples, self.chunk_size))
+        if progress is None:
+            progress = n_chunks > 4
+        if not progress or jax.process_index() != 0:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(
+            total=self.samples,
+            initial=self.done,
+            unit="config",
+            unit_scale=True,
+            desc=f"sweep d={self.dim}",
+        )
+
+    def result(self) -> dict[str, Any]:
+        s = self.acc.result()
+        s["seconds"] = self.seconds
+        s["configs_per_second"] = self.samples / self.seconds if self.seconds > 0 else None
+        return s
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: np.concatenate(v, axis=0) for k, v in self.parts.items()}
 
 
 def _header(family, merged, distances, margins, soft, samples, seed) -> dict[str, Any]:

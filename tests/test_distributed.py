@@ -1,0 +1,143 @@
+"""Sweeps over several processes (jax.distributed, two local CPU processes), streaming
+summaries and resuming after an interruption."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import geotrip as gt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _numbers(summary: dict) -> dict:
+    """The summary without what legitimately differs between runs (timings, provenance)."""
+    out = {k: v for k, v in summary.items() if k != "provenance"}
+    out["by_dim"] = {
+        d: {k: v for k, v in e.items() if k not in ("seconds", "configs_per_second")}
+        for d, e in summary["by_dim"].items()
+    }
+    return out
+
+
+def _launch(args, tmp_path, name):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "GEOTRIP_NO_COMPILATION_CACHE": "1"}
+    env.pop("XLA_FLAGS", None)
+    log = open(tmp_path / f"{name}.log", "w")
+    cmd = [sys.executable, "-m", "geotrip", "sweep", *args, "--no-progress"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def test_two_processes_match_one(tmp_path):
+    """The issue's acceptance run: two processes joined on a loopback port write the
+    single-process summary.json (numbers bitwise equal); process 1 writes nothing."""
+    base = ["--family", "uniform", "--dim", "16", "--samples", "100000", "--seed", "3"]
+    port = _free_port()
+    procs = []
+    try:
+        procs.append(_launch([*base, "--out", str(tmp_path / "one")], tmp_path, "one"))
+        for i in range(2):
+            dist = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+            args = [*base, "--out", str(tmp_path / f"p{i}"), *dist, "--process-id", str(i)]
+            procs.append(_launch(args, tmp_path, f"p{i}"))
+        for p, _ in procs:
+            p.wait(timeout=240)
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    logs = {f.stem: f.read_text()[-2000:] for f in tmp_path.glob("*.log")}
+    assert all(p.returncode == 0 for p, _ in procs), logs
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    two = json.loads((tmp_path / "p0" / "summary.json").read_text())
+    assert not (tmp_path / "p1").exists() or not any((tmp_path / "p1").iterdir())
+    assert two["provenance"]["parameters"]["processes"] == 2
+    assert two["provenance"]["device"]["count"] == 2
+    assert _numbers(two) == _numbers(one)
+    assert one["by_dim"]["16"]["num"] == 100000
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_after_interruption_is_identical(tmp_path):
+    kw = dict(dims=(3, 5), samples=1000, seed=2, chunk_size=256, progress=False)
+    ref = gt.run_sweep("cap", out=tmp_path / "ref", **kw)
+
+    def stop(dim, done, total):
+        if dim == 5 and done >= 512:
+            raise _Stop  # as a SIGINT would, after the checkpoint of that chunk
+
+    with pytest.raises(_Stop):
+        gt.run_sweep("cap", out=tmp_path / "run", checkpoint_seconds=0, on_chunk=stop, **kw)
+    assert (tmp_path / "run" / "checkpoint.npz").exists()
+    assert not (tmp_path / "run" / "summary.json").exists()
+    done = gt.run_sweep("cap", out=tmp_path / "run", resume=True, **kw)
+    assert _numbers(done) == _numbers(ref)
+    assert done["provenance"]["parameters"]["resumed"] is True
+    with pytest.raises(ValueError, match="other settings"):
+        gt.run_sweep("cap", out=tmp_path / "run", resume=True, **{**kw, "seed": 5})
+
+
+def test_streaming_summary_against_exact():
+    """Streaming summaries: exact counts/shares/extremes, quantiles within 0.005 degrees,
+    the same numbers whatever the chunking."""
+    from geotrip.sweeps._streaming import QUANTILE_ERROR_DEG, StreamingSummary
+
+    rng = np.random.default_rng(0)
+    th = rng.uniform(0, np.pi, 2000)
+    th[::7] = np.nan
+    res = {
+        "raw/joint": th,
+        "defined/raw/joint": np.isfinite(th),
+        "active/A": rng.uniform(size=2000) < 0.3,
+        "config/theta_ap": rng.uniform(0, np.pi, 2000),
+    }
+    exact = gt.summarize(res)
+    got = []
+    for cs in (64, 320, 2000):
+        s = StreamingSummary()
+        for a in range(0, 2000, cs):
+            s.update({k: v[a : a + cs] for k, v in res.items()})
+        got.append(s.result())
+    assert got[0] == got[1] == got[2]
+    g, e = got[0]["raw/joint"], exact["raw/joint"]
+    assert g["count"] == e["count"] and g["share_above"] == e["share_above"]
+    assert g["histogram"]["counts"] == e["histogram"]["counts"]
+    assert g["mean"] == pytest.approx(e["mean"], rel=1e-12)
+    for q, v in e["quantiles"].items():
+        assert abs(g["quantiles"][q] - v) <= QUANTILE_ERROR_DEG + 1e-12, q
+    assert got[0]["active/A"] == exact["active/A"]
+    tol = np.pi / 36000 + 1e-12
+    for q, v in exact["config/theta_ap"]["quantiles"].items():
+        assert abs(got[0]["config/theta_ap"]["quantiles"][q] - v) <= tol
+
+
+def test_distributed_settings_errors(monkeypatch):
+    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(var, raising=False)
+    assert gt.init_distributed() == {"process_id": None, "num_processes": 1, "coordinator": None}
+    with pytest.raises(ValueError, match="needs the coordinator"):
+        gt.init_distributed("127.0.0.1:1234")
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        gt.init_distributed("localhost", 2, 0)
+    with pytest.raises(ValueError, match="process_id"):
+        gt.init_distributed("127.0.0.1:1234", 2, 2)
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    with pytest.raises(ValueError, match="JAX_NUM_PROCESSES"):
+        gt.init_distributed()
