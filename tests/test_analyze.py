@@ -234,3 +234,14 @@ def test_sampled_quantiles_when_triplets_exceed_max_sample(case):
     assert got["counts"] == full["counts"]  # counts stay exact
     q, f = got["push_pull_ratio"]["A"], full["push_pull_ratio"]["A"]
     assert f["p25"] <= q["p50"] <= f["p75"]
+
+
+def test_evaluation_subset_takes_whole_classes():
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 50, 5000)
+    kept = np.flatnonzero(codes != 3)
+    ev = _report._class_subset(codes, kept, 400, rng)
+    assert ev.size == 400 and np.all(np.diff(ev) > 0) and 3 not in codes[ev]
+    sizes, full = np.bincount(codes[ev]), np.bincount(codes)
+    partial = [c for c in np.flatnonzero(sizes) if sizes[c] != full[c]]
+    assert len(partial) <= 1 and sizes[partial].min(initial=2) >= 2  # whole classes but one

@@ -330,7 +330,7 @@ def analyze(
     ev = (
         kept
         if (mode == "all" or n <= eval_points)
-        else np.sort(rng.choice(kept, eval_points, replace=False))
+        else _class_subset(codes, kept, eval_points, rng)
     )
     U = _unit(take_rows(X, ev))
     ycodes = codes[ev]
@@ -338,7 +338,8 @@ def analyze(
     metrics = _collapse_metrics(U, ycodes)
     if ev.size < n:
         notes.append(
-            f"collapse, retrieval and pair-angle figures use a random subset of {ev.size} points"
+            f"collapse, retrieval and pair-angle figures use a random subset of "
+            f"{np.unique(codes[ev]).size} whole classes ({ev.size} points)"
         )
 
     # margins
@@ -409,6 +410,29 @@ def analyze(
         "provenance": gt.provenance(seed=seed),
     }
     return jsonable(report)
+
+
+def _class_subset(codes, kept, budget: int, rng) -> np.ndarray:
+    """Sorted row indices of whole classes in random order, up to ``budget`` points.
+
+    Whole classes keep every query's relevant set, so Recall@1 and MAP@R on the subset
+    measure the model, not the sampling (a random subset of points of many classes leaves
+    most queries without a same-class neighbour). A class larger than the remaining
+    budget contributes a random part of it (at least 2 points)."""
+    kc = codes[kept]
+    by_class = np.argsort(kc, kind="stable")
+    grouped = kept[by_class]
+    _, starts, sizes = np.unique(kc[by_class], return_index=True, return_counts=True)
+    chosen, left = [], budget
+    for j in rng.permutation(starts.size):
+        if left < 2:
+            break
+        rows = grouped[starts[j] : starts[j] + sizes[j]]
+        if rows.size > left:
+            rows = rng.choice(rows, left, replace=False)
+        chosen.append(rows)
+        left -= rows.size
+    return np.sort(np.concatenate(chosen))
 
 
 def _eligible_classes(codes: np.ndarray, P: int, K: int) -> np.ndarray:
