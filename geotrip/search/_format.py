@@ -13,8 +13,12 @@ Format (``"format": "geotrip-certificate/1"``)
 * ``claims``: the claimed numbers (see :data:`CLAIM_NAMES`); every claim present is
   recomputed and must agree within :data:`REL_TOL`.
 * ``assertions``: strict inequalities ``"QUANTITY > BOUND"`` or ``"QUANTITY < BOUND"``
-  over claim names (e.g. ``"angle_deg > 90"``, ``"step.delta_B > 0"``); each must
-  hold in mpmath with a margin of safety (:func:`safety_margin`).
+  over claim names (e.g. ``"angle_deg > 90"``, ``"step.delta_B > 0"``, or one hinge
+  argument ``"z_A[1] > 0.001"``); each must hold in mpmath with a margin of safety
+  (:func:`safety_margin`).
+* ``active`` (optional, default ``"any"``): a required per-triplet activity pattern,
+  ``"both"`` or ``"disjoint"`` (:data:`ACTIVE_MODES`), checked against the recomputed
+  ``pattern`` claim; ``losses.match`` (optional): how B's margin was derived from A's.
 * ``objective``, ``search``, ``provenance``: how it was found (informational, not checked).
 
 The thresholds are constants of this module; values written in a file do not
