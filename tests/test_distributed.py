@@ -32,9 +32,9 @@ def _numbers(summary: dict) -> dict:
     return out
 
 
-def _launch(args, tmp_path, name):
+def _launch(args, tmp_path, name, devices=1):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "GEOTRIP_NO_COMPILATION_CACHE": "1"}
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     log = open(tmp_path / f"{name}.log", "w")
     cmd = [sys.executable, "-m", "geotrip", "sweep", *args, "--no-progress"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
@@ -42,7 +42,9 @@ def _launch(args, tmp_path, name):
 
 def test_two_processes_match_one(tmp_path):
     """The issue's acceptance run: two processes joined on a loopback port write the
-    single-process summary.json (numbers bitwise equal); process 1 writes nothing."""
+    single-process summary.json (numbers bitwise equal); process 1 writes nothing. The two
+    processes have two CPU devices each and another chunk size: the numbers do not depend on
+    the chunk size, the device count or the process count."""
     base = ["--family", "uniform", "--dim", "16", "--samples", "100000", "--seed", "3"]
     port = _free_port()
     procs = []
@@ -51,7 +53,8 @@ def test_two_processes_match_one(tmp_path):
         for i in range(2):
             dist = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
             args = [*base, "--out", str(tmp_path / f"p{i}"), *dist, "--process-id", str(i)]
-            procs.append(_launch(args, tmp_path, f"p{i}"))
+            args += ["--chunk-size", "30000"]
+            procs.append(_launch(args, tmp_path, f"p{i}", devices=2))
         for p, _ in procs:
             p.wait(timeout=240)
     finally:
@@ -66,7 +69,7 @@ def test_two_processes_match_one(tmp_path):
     two = json.loads((tmp_path / "p0" / "summary.json").read_text())
     assert not (tmp_path / "p1").exists() or not any((tmp_path / "p1").iterdir())
     assert two["provenance"]["parameters"]["processes"] == 2
-    assert two["provenance"]["device"]["count"] == 2
+    assert two["provenance"]["device"]["count"] == 4
     assert _numbers(two) == _numbers(one)
     assert one["by_dim"]["16"]["num"] == 100000
 
@@ -77,21 +80,21 @@ class _Stop(Exception):
 
 def test_resume_after_interruption_is_identical(tmp_path):
     kw = dict(dims=(3, 5), samples=1000, seed=2, chunk_size=256, progress=False)
-    ref = gt.run_sweep("cap", out=tmp_path / "ref", **kw)
+    ref = gt.run_sweep("uniform", out=tmp_path / "ref", **kw)
 
     def stop(dim, done, total):
         if dim == 5 and done >= 512:
             raise _Stop  # as a SIGINT would, after the checkpoint of that chunk
 
     with pytest.raises(_Stop):
-        gt.run_sweep("cap", out=tmp_path / "run", checkpoint_seconds=0, on_chunk=stop, **kw)
+        gt.run_sweep("uniform", out=tmp_path / "run", checkpoint_seconds=0, on_chunk=stop, **kw)
     assert (tmp_path / "run" / "checkpoint.npz").exists()
     assert not (tmp_path / "run" / "summary.json").exists()
-    done = gt.run_sweep("cap", out=tmp_path / "run", resume=True, **kw)
+    done = gt.run_sweep("uniform", out=tmp_path / "run", resume=True, **kw)
     assert _numbers(done) == _numbers(ref)
     assert done["provenance"]["parameters"]["resumed"] is True
     with pytest.raises(ValueError, match="other settings"):
-        gt.run_sweep("cap", out=tmp_path / "run", resume=True, **{**kw, "seed": 5})
+        gt.run_sweep("uniform", out=tmp_path / "run", resume=True, **{**kw, "seed": 5})
 
 
 def test_streaming_summary_against_exact():

@@ -84,15 +84,15 @@ def test_closed_form_near_degenerate_float32():
         np.testing.assert_allclose(np.asarray(got[k])[ok], np.asarray(ref[k])[ok], atol=2e-4)
 
 
-def test_sweep_chunk_invariance_and_progress(capsys):
+def test_sweep_prefix_property_and_progress(capsys):
+    # chunk-size, device-count and process-count invariance: tests/test_distributed.py (and
+    # the slow test below); here one compilation: a shorter sweep is a prefix of a longer one
     fn = gt.triplet_metric(gt.family_sampler("uniform", dim=5))
-    r1 = gt.sweep(fn, 300, key=jax.random.key(0), chunk_size=56, progress=True)
-    r2 = gt.sweep(fn, 300, key=jax.random.key(0), chunk_size=300)
-    r3 = gt.sweep(fn, 100, key=jax.random.key(0), chunk_size=56)
+    r1 = gt.sweep(fn, 300, key=jax.random.key(0), chunk_size=64, progress=True)
+    r3 = gt.sweep(fn, 100, key=jax.random.key(0), chunk_size=64)
     for k in r1:
         assert r1[k].shape[0] == 300
-        np.testing.assert_array_equal(r1[k], r2[k])
-        np.testing.assert_array_equal(r1[k][:100], r3[k])  # prefix property: keys by global index
+        np.testing.assert_array_equal(r1[k][:100], r3[k])  # keys by global index
     assert "sweep 300 configs" in capsys.readouterr().err
     with pytest.raises(ValueError, match="num"):
         gt.sweep(fn, 0, key=jax.random.key(0))
@@ -116,6 +116,7 @@ _SHARD_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sweep_invariant_to_device_count():
     env = {
         **os.environ,
@@ -176,7 +177,6 @@ def test_cli_sweep(tmp_path, capsys):
             "--family",
             "parametric",
             "--dim",
-            "3",
             "4",
             "--samples",
             "200",
@@ -198,8 +198,8 @@ def test_cli_sweep(tmp_path, capsys):
     )
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
-    assert set(s["by_dim"]) == {"3", "4"} and list(s["params"]["theta_ap"]) == [0, 0.2]
-    assert s["by_dim"]["3"]["num"] == 200 and "riemannian/joint" in s["by_dim"]["4"]
+    assert set(s["by_dim"]) == {"4"} and list(s["params"]["theta_ap"]) == [0, 0.2]
+    assert s["by_dim"]["4"]["num"] == 200 and "riemannian/joint" in s["by_dim"]["4"]
     assert s["provenance"]["seed"] == 1 and s["margins"] == [0.2, 0.1]
     # --platform auto is the default: JAX's choice, recorded in the provenance
     assert s["provenance"]["device"]["backend"] == jax.default_backend()
