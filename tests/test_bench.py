@@ -89,3 +89,16 @@ def test_registry_and_cli_errors(capsys):
     assert "unknown suite" in err and err.count("\n") == 1
     with pytest.raises(ValueError, match="unknown size"):
         _angles.run(sizes={"bogus": 1})
+
+
+def test_device_check_exits_clearly_on_cpu(tmp_path, capsys):
+    import subprocess
+
+    from geotrip.benchmarks._device import main as device_check
+
+    if jax.default_backend() != "cpu":
+        pytest.skip("an accelerator is present: the device check would run")
+    out = tmp_path / "dc.json"
+    assert device_check(["--out", str(out)]) == 3
+    assert "no accelerator" in capsys.readouterr().err and not out.exists()
+    assert subprocess.run(["bash", "-n", "benchmarks/device_check.sh"]).returncode == 0
