@@ -113,110 +113,75 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     return paths + sorted(cert_dir.glob("angle_k*_d*.json"))
 
 
-def active_set_table(ks, dim, *, restarts: int, steps: int, seed: int, cert_dir: Path | None):
-    """Largest angle with no activity constraint, same-number vs slope-matched margins."""
+def legacy_decomposition(cert_dir: Path) -> list[dict]:
+    """Pattern and decomposition of the same-number certificates (recomputed, no JAX)."""
+    import json
+
     import geotrip as gt
 
     rows = []
-    for label, margins in (("same_number", _SAME_NUMBER), ("matched", None)):
-        for k in ks:
-            budget = dict(restarts=restarts, steps=steps, seed=seed, progress=False)
-            res = gt.search("angle", k=k, dim=dim, distances=_PAIR, margins=margins, **budget)
-            sub = None if cert_dir is None else cert_dir / label
-            path = None if sub is None else sub / f"angle_k{k}_d{dim}.json"
-            cert = gt.certify(res, path)
-            if not cert.verification.ok:
-                raise RuntimeError(f"{label} k={k}: {cert.verification.failures}")
-            cl = cert.content["claims"]
-            rows.append(
-                {
-                    "margins": label,
-                    "margin_values": list(res.margins),
-                    "k": k,
-                    "angle_deg": cert.verification.values["angle_deg"],
-                    "angle_both_deg": cl.get("angle_both_deg", float("nan")),
-                    "one_only": sum(p in ("A", "B") for p in cl["pattern"]),
-                    "share_one_only_A": cl["share_one_only_A"],
-                    "share_one_only_B": cl["share_one_only_B"],
-                    "certificate": "" if path is None else f"{label}/{path.name}",
-                }
-            )
-    return rows
+    for f in sorted(Path(cert_dir).glob("angle_k*_d*.json")):
+        doc = json.loads(f.read_text())
+        q = gt.certificate_quantities(doc)
+        rows.append(
+            {
+                "k": len(doc["triplets"]),
+                "dim": len(doc["points"][0]),
+                "angle_deg": q["angle_deg"],
+                "angle_both_deg": q.get("angle_both_deg", float("nan")),
+                "one_only": sum(p in ("A", "B") for p in q["pattern"]),
+                "share_one_only": max(q["share_one_only_A"], q["share_one_only_B"]),
+                "certificate": f.name,
+            }
+        )
+    return sorted(rows, key=lambda r: (r["dim"], r["k"]))
 
 
 @register_figure(
     "counterexample_active_set",
     group="counterexamples",
-    description="active-set gallery: largest angle with no activity constraint, same-number vs "
-    "slope-matched margins, and how much of it comes from triplets active under one hinge",
+    description="active-set gallery: the same-number (0.2 / 0.2) certificates, total angle vs the "
+    "angle over triplets active under both hinges, and the share from one-hinge-only triplets",
 )
 def make_active_set(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
+    """Drawn from the committed certificates of ``certificates/active_set/legacy_same_number``
+    (256 restarts x 400 steps, margins 0.2 for both losses, any pattern); no search."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ks = (1, 2)
-    dim = 3
-    restarts, steps = (16, 60) if quick else (32, 200)
-    cert_dir = Path(out_dir) / "certificates" / "active_set"
-    rows = active_set_table(ks, dim, restarts=restarts, steps=steps, seed=seed, cert_dir=cert_dir)
+    cert_dir = Path(out_dir) / "certificates" / "active_set" / "legacy_same_number"
+    rows = legacy_decomposition(cert_dir)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.9), constrained_layout=True)
-    for label, col in (("same_number", "C3"), ("matched", "C0")):
-        rr = [r for r in rows if r["margins"] == label]
-        m = rr[0]["margin_values"]
-        name = (
-            f"{'same number' if label == 'same_number' else 'slope-matched'} ({m[0]:g}, {m[1]:g})"
-        )
+    for d, col in ((2, "C0"), (3, "C1"), (8, "C2")):
+        rr = [r for r in rows if r["dim"] == d]
+        ks = [r["k"] for r in rr]
+        axes[0].plot(ks, [r["angle_deg"] for r in rr], "o-", color=col, label=f"d = {d}: all")
         axes[0].plot(
-            [r["k"] for r in rr],
-            [r["angle_deg"] for r in rr],
-            "o-",
-            color=col,
-            label=f"all triplets, {name}",
-        )
-        axes[0].plot(
-            [r["k"] for r in rr],
+            ks,
             [r["angle_both_deg"] for r in rr],
-            "o--",
+            "x--",
             color=col,
-            alpha=0.6,
-            label="  over triplets active under both",
+            alpha=0.7,
+            label=f"d = {d}: over triplets active under both",
         )
-        axes[1].plot(
-            [r["k"] for r in rr],
-            [max(r["share_one_only_A"], r["share_one_only_B"]) for r in rr],
-            "o-",
-            color=col,
-            label=name,
-        )
+        axes[1].plot(ks, [r["share_one_only"] for r in rr], "o-", color=col, label=f"d = {d}")
     axes[0].axhline(90, color="k", lw=0.8, ls="--")
     axes[0].set_ylim(0, 180)
     axes[0].set_yticks(range(0, 181, 30))
-    axes[0].set_xticks(list(ks))
-    axes[0].set_xlabel("k triplets sharing one anchor (d = 3, any activity pattern)")
+    axes[0].set_xlabel("k triplets sharing one anchor")
     axes[0].set_ylabel("Riemannian gradient angle (degrees)")
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=6.5, loc="lower right", ncol=2)
     axes[0].grid(alpha=0.3)
-    axes[0].set_title("largest angle found: margin units create part of it", fontsize=10)
-    axes[1].set_xticks(list(ks))
+    axes[0].set_title("same number 0.2 for both margins: largest angles found", fontsize=10)
     axes[1].set_xlabel("k")
-    axes[1].set_ylabel("share of |G|² from one-hinge-only triplets (max of A, B)")
+    axes[1].set_ylabel("share of |G|² from one-hinge-only triplets")
     axes[1].legend(fontsize=8)
     axes[1].grid(alpha=0.3)
-    axes[1].set_title("where the best configuration's gradient comes from", fontsize=10)
-    data = {
-        key: np.array([r[key] for r in rows])
-        for key in (
-            "k",
-            "angle_deg",
-            "angle_both_deg",
-            "one_only",
-            "share_one_only_A",
-            "share_one_only_B",
-        )
-    }
-    data["matched"] = np.array([r["margins"] == "matched" for r in rows])
+    axes[1].set_title("the part due to the active sets (max of A, B)", fontsize=10)
+    keys = ("k", "dim", "angle_deg", "angle_both_deg", "one_only", "share_one_only")
+    data = {key: np.array([r[key] for r in rows]) for key in keys}
     paths = save_figure(
         fig,
         out_dir,
@@ -224,17 +189,11 @@ def make_active_set(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         data=data,
         seed=seed,
         parameters={
-            "ks": list(ks),
-            "dim": dim,
-            "restarts": restarts,
-            "steps": steps,
-            "distances": list(_PAIR),
-            "margins": {r["margins"]: r["margin_values"] for r in rows},
-            "active": "any",
+            "source": "certificates/active_set/legacy_same_number (margins 0.2 / 0.2, active any)",
             "certificates": [r["certificate"] for r in rows],
         },
     )
-    return paths + sorted(cert_dir.glob("*/angle_k*_d*.json"))
+    return paths
 
 
 def smallest_descent(*, seed: int, quick: bool):
