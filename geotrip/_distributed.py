@@ -55,6 +55,10 @@ def init_distributed(
       ValueError: an incomplete or inconsistent setting (a coordinator without the
         number of processes, a process id outside ``[0, num_processes)``, a coordinator
         not of the form ``HOST:PORT``).
+
+    >>> import geotrip as gt
+    >>> gt.init_distributed()  # nothing given: a single-process run, nothing to join
+    {'process_id': None, 'num_processes': 1, 'coordinator': None}
     """
     coordinator = coordinator or os.environ.get(ENV_COORDINATOR) or None
     if num_processes is None:

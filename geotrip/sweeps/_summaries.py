@@ -103,8 +103,8 @@ def run_sweep(
     """Sweep one family over several dimensions, streaming; write ``summary.json``.
 
     Each dimension's :func:`triplet_metric` results are summarised chunk by chunk in
-    constant memory (:class:`~geotrip.sweeps._streaming.StreamingSummary`: exact counts,
-    shares and extremes, quantiles within 0.005° from 0.01° bins); the numbers are bitwise
+    constant memory (exact counts, shares and extremes; quantiles within 0.005° read from
+    0.01° bins; see the README, "Sweeps, mining and margin matching"); the numbers are bitwise
     the same whatever the chunk size, the devices and the processes. The summary holds,
     per dimension, that summary, and a provenance record (command line, seed, versions,
     devices, git revision, parameters, time per dimension).
