@@ -14,13 +14,19 @@ import pytest
 import geotrip as gt
 from geotrip.cli import main
 
-# a user distance of the angle (ambient_kind "angle"): raw gradients in closed form
+# user distances: of the angle (ambient_kind "angle": raw gradients in closed form), and with
+# an ambient form of their own (ambient_kind "custom": raw gradients by autodiff)
 CUBE = gt.make_distance("cube", lambda t: t**3)
+CUBE_CUSTOM = gt.make_distance(
+    "cube_custom", lambda t: t**3, ambient=lambda x, y: gt.angle(x, y) ** 3
+)
+assert (CUBE.ambient_kind, CUBE_CUSTOM.ambient_kind) == ("angle", "custom")
 PAIRS = [
     ("chord_sq", "geodesic"),
     ("chord", "cosine"),
     ("geodesic_sq", "chord_sq"),
     (CUBE, "geodesic"),
+    (CUBE_CUSTOM, "chord_sq"),
 ]
 
 
@@ -43,21 +49,23 @@ def test_closed_form_matches_autodiff(dim, dists):
             np.testing.assert_array_equal(r2[f"raw/{b}"], r2[f"riemannian/{b}"])
 
 
-def test_closed_form_blocked_path_and_user_distance():
-    # more rows than one block, a batch shape, and a user distance whose ambient form has no
-    # closed form (ambient_kind "custom": raw part by autodiff)
-    cube = gt.make_distance("cube", lambda t: t**3, ambient=lambda x, y: gt.angle(x, y) ** 3)
-    assert cube.ambient_kind == "custom"
-    a, p, n = gt.uniform_sphere(jax.random.key(1), (3, 2, 600), 5)
-    r1 = gt.gradient_angles(a, p, n, distances=(cube, "chord_sq"), margins=(1.0, 0.5))
-    r2 = jax.jit(
-        lambda a, p, n: gt.gradient_angles_closed_form(
-            a, p, n, distances=(cube, "chord_sq"), margins=(1.0, 0.5)
-        )
-    )(a, p, n)
-    for k in gt.GRADIENT_ANGLE_KEYS:
-        assert r2[k].shape == (2, 600)
-        np.testing.assert_allclose(r2[k], r1[k], atol=1e-9, equal_nan=True)
+def test_closed_form_blocked_path():
+    # the blocked evaluation (lax.map over blocks, padded last block), under jit, with a batch
+    # shape, gives the values of the unblocked one (the data of the dim-3 test above)
+    from geotrip.sweeps._closed_form import _closed_form
+
+    a, p, n = gt.uniform_sphere(jax.random.key(3), (3, 400), 3)
+    flat = gt.gradient_angles_closed_form(a, p, n, distances=PAIRS[0], margins=(0.5, 0.4))
+    A, B = (gt.distance(d) for d in PAIRS[0])
+    run = jax.jit(lambda a, p, n: _closed_form(a, p, n, A, B, 0.5, 0.4, False, block=96))
+    blocked = run(*(x.reshape(2, 200, 3) for x in (a, p, n)))
+    assert set(blocked) == set(flat)
+    for k, v in flat.items():
+        assert blocked[k].shape == (2, 200)
+        if v.dtype == bool:
+            np.testing.assert_array_equal(blocked[k].reshape(400), v)
+        else:
+            np.testing.assert_allclose(blocked[k].reshape(400), v, atol=1e-12, equal_nan=True)
 
 
 def test_closed_form_near_degenerate_float32():
