@@ -34,7 +34,8 @@ def test_compare_outputs_finds_differences(tmp_path):
     for d, v in ((a, 1.0), (b, 1.0)):
         (d / "sub").mkdir(parents=True)
         np.savez(d / "sub" / "x.npz", x=np.array([v, np.nan]))
-        (d / "c.json").write_text(json.dumps({"v": 1, "provenance": {"time_utc": str(d)}}))
+        c = {"v": 1, "provenance": {"time_utc": str(d)}, "run": {"configs_per_second": v * id(d)}}
+        (d / "c.json").write_text(json.dumps(c))
     assert _latency.compare_outputs(a, b) == {"files_compared": 2, "files_differing": []}
     np.savez(b / "sub" / "x.npz", x=np.array([2.0, np.nan]))
     (b / "c.json").write_text(json.dumps({"v": 2}))

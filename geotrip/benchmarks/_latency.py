@@ -200,11 +200,13 @@ def function_latency(name: str, *, reps: int, cache_dir: Path, timeout: float = 
 
 
 def _strip(obj):
+    """Drop provenance and timings (keys naming seconds: ``configs_per_second``,
+    ``train_seconds``, ...), which legitimately differ between two runs."""
     if isinstance(obj, dict):
         return {
             k: _strip(v)
             for k, v in obj.items()
-            if k not in ("provenance", "time_utc", "seconds", "elapsed_s")
+            if k not in ("provenance", "time_utc", "elapsed_s") and "second" not in k
         }
     if isinstance(obj, list):
         return [_strip(v) for v in obj]
@@ -212,7 +214,8 @@ def _strip(obj):
 
 
 def compare_outputs(a: Path, b: Path) -> dict:
-    """Compare two output folders: every ``.npz`` array, every ``.json`` minus provenance."""
+    """Compare two output folders: every ``.npz`` array, every ``.json`` minus provenance
+    and timings."""
     compared, differ = 0, []
     for fa in sorted(a.rglob("*")):
         rel = fa.relative_to(a)
