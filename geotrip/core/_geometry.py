@@ -131,7 +131,6 @@ def angle(x: jax.Array, y: jax.Array) -> jax.Array:
         broadcast (messages name ``x``/``y`` and the shapes).
 
     >>> import jax.numpy as jnp, geotrip as gt
-
     >>> float(gt.angle(jnp.array([1.0, 0.0]), jnp.array([1.0, 1e-4])))
     9.9999999666e-05
 

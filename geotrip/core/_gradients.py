@@ -133,11 +133,8 @@ def triplet_grads(
       ``(grad_a, grad_p, grad_n)``, each of shape ``(..., d)``.
 
     >>> import jax, jax.numpy as jnp, geotrip as gt
-
     >>> a, p, n = gt.parametric_triplet(0.5, 0.3, 2.0, dim=8, key=jax.random.key(0))
-
     >>> ga, gp, gn = gt.triplet_grads(a, p, n, distance="geodesic", margin=0.1)
-
     >>> ga.shape, abs(float(jnp.dot(ga, a))) < 1e-12   # Riemannian: tangent at a
     ((8,), True)
     """
@@ -256,11 +253,8 @@ def gradient_angles(
       soft: soft margin for both losses.
 
     >>> import jax, jax.numpy as jnp, geotrip as gt
-
     >>> a, p, n = gt.parametric_triplet(0.5, 0.3, 2.0, dim=8, key=jax.random.key(0))
-
     >>> ang = gt.gradient_angles(a, p, n, distances=("chord_sq", "geodesic"), margins=(0.2, 0.1))
-
     >>> round(float(jnp.degrees(ang["riemannian/joint"])), 4)   # below 60 deg for one triplet
     10.8763
 
@@ -349,13 +343,9 @@ def batch_gradient_angle(
       A scalar; NaN exactly when one of the two gradients is zero.
 
     >>> import jax, jax.numpy as jnp, geotrip as gt
-
     >>> X = gt.uniform_sphere(jax.random.key(1), (4,), 3)
-
     >>> t = jnp.array([[0, 1, 2], [3, 1, 2]])
-
     >>> phi = gt.batch_gradient_angle(X, t, distances=("chord_sq", "geodesic"), margins=(0.2, 0.1))
-
     >>> round(float(jnp.degrees(phi)), 3)
     4.061
     """

@@ -108,9 +108,7 @@ def triplet_loss(
       TypeError: a margin that is not a real number (e.g. the string ``"0.2"``).
 
     >>> import jax, geotrip as gt
-
     >>> a, p, n = gt.parametric_triplet(0.3, 0.5, 2.0, dim=8, key=jax.random.key(0))
-
     >>> round(float(gt.triplet_loss(a, p, n, distance="chord_sq", margin=0.2)), 6)
     0.044492
 

@@ -179,12 +179,9 @@ def mine_triplets(
       TypeError: non-integer labels, a margin that is not a real number.
 
     >>> import jax, geotrip as gt
-
     >>> X, y = gt.clustered_batch(
     ...     jax.random.key(0), n_classes=3, per_class=2, dim=16, concentration=20.0)
-
     >>> t, valid = gt.mine_triplets(X, y, strategy="batch_hard", distance="chord_sq", margin=0.2)
-
     >>> t.shape, valid.shape, gt.num_mined(6, "batch_hard")
     ((6, 3), (6,), 6)
 
