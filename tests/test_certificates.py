@@ -83,7 +83,7 @@ def test_verifier_is_independent_of_jax_and_geotrip_numerics():
 
 def test_cli_verify_imports_no_jax():
     """``geotrip verify`` runs without importing JAX (checked with -X importtime)."""
-    cert = ROOT / "figures" / "certificates" / "angle_k2_d3.json"
+    cert = ROOT / "figures" / "certificates" / "weighting" / "angle_k2_d3.json"
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "geotrip", "verify", str(cert)],
         capture_output=True,
