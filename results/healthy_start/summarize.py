@@ -60,11 +60,13 @@ def main():
                 cells.setdefault(key, {}).setdefault(r["distance"], []).append(r["collapsed"])
         more_sq = sum(1 for v in cells.values() if np.mean(v[sq]) > np.mean(v[root]))
         more_root = sum(1 for v in cells.values() if np.mean(v[sq]) < np.mean(v[root]))
+        where = sorted({k[0] for k, v in cells.items() if np.mean(v[sq]) != np.mean(v[root])})
         out["cells"][f"{sq}_vs_{root}"] = dict(
             cells=len(cells),
             squared_more=more_sq,
             root_more=more_root,
             sign_test_p=gt.mcnemar_exact(more_sq, more_root),
+            differing_configs=where,
         )
     # the push-pull prediction, run by run: collapse rate below / above ratio 0.9
     lo = [r for r in runs if r["final_push_pull"] < 0.9]
