@@ -313,7 +313,7 @@ def test_momentum_step_is_heavy_ball_sgd():
     data = gt.make_task_data("clusters", seed=0, **TINY.data["clusters"])
     lr, margin = jnp.asarray(0.05), jnp.asarray(0.2)
     dist = gt.reference_distance("chord_sq")
-    kw = dict(distances=("chord_sq",), strategy="hardest_negative", steps=20, eval_every=20)
+    kw = dict(distances=("chord_sq",), strategy="batch_hard", steps=20, eval_every=20)
     kw.update(TINY.setup)
     mom, sgd = gt.TrainSetup(optimizer="momentum", **kw), gt.TrainSetup(optimizer="sgd", **kw)
 
