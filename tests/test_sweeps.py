@@ -33,7 +33,9 @@ PAIRS = [
 @pytest.mark.parametrize("dim", [3, 16])
 @pytest.mark.parametrize("dists", PAIRS)
 def test_closed_form_matches_autodiff(dim, dists):
-    a, p, n = gt.uniform_sphere(jax.random.key(dim), (3, 400), dim)
+    # 200 rows: below the blocked path's threshold (tested separately), so the eager
+    # operations compiled for one pair serve the next
+    a, p, n = gt.uniform_sphere(jax.random.key(dim), (3, 200), dim)
     margins = (0.5, 0.4)
     r1 = gt.gradient_angles(a, p, n, distances=dists, margins=margins)
     r2 = gt.gradient_angles_closed_form(a, p, n, distances=dists, margins=margins)
@@ -50,32 +52,35 @@ def test_closed_form_matches_autodiff(dim, dists):
 
 
 def test_closed_form_blocked_path():
-    # the blocked evaluation (lax.map over blocks, padded last block), under jit, with a batch
-    # shape, gives the values of the unblocked one (the data of the dim-3 test above)
+    # the blocked evaluation (two passes in a loop over row blocks), under jit, with a batch
+    # shape, gives the values of the fused path on each half (the shapes of the test above)
     from geotrip.sweeps._closed_form import _closed_form
 
-    a, p, n = gt.uniform_sphere(jax.random.key(3), (3, 400), 3)
-    flat = gt.gradient_angles_closed_form(a, p, n, distances=PAIRS[0], margins=(0.5, 0.4))
+    a, p, n = gt.uniform_sphere(jax.random.key(3), (3, 2, 200), 3)
     A, B = (gt.distance(d) for d in PAIRS[0])
-    run = jax.jit(lambda a, p, n: _closed_form(a, p, n, A, B, 0.5, 0.4, False, block=96))
-    blocked = run(*(x.reshape(2, 200, 3) for x in (a, p, n)))
-    assert set(blocked) == set(flat)
-    for k, v in flat.items():
-        assert blocked[k].shape == (2, 200)
-        if v.dtype == bool:
-            np.testing.assert_array_equal(blocked[k].reshape(400), v)
-        else:
-            np.testing.assert_allclose(blocked[k].reshape(400), v, atol=1e-12, equal_nan=True)
+    run = jax.jit(lambda a, p, n: _closed_form(a, p, n, A, B, 0.5, 0.4, False, block=128))
+    blocked = run(a, p, n)
+    for half in range(2):
+        flat = gt.gradient_angles_closed_form(
+            a[half], p[half], n[half], distances=PAIRS[0], margins=(0.5, 0.4)
+        )
+        assert set(blocked) == set(flat)
+        for k, v in flat.items():
+            assert blocked[k].shape == (2, 200)
+            if v.dtype == bool:
+                np.testing.assert_array_equal(blocked[k][half], v)
+            else:
+                np.testing.assert_allclose(blocked[k][half], v, atol=1e-12, equal_nan=True)
 
 
 def test_closed_form_near_degenerate_float32():
     """float32 closed form near coincident/antipodal pairs against the float64 autodiff path."""
-    # 400 triplets in d = 16: the float64 autodiff reference reuses the eager compilations of
+    # 200 triplets in d = 16: the float64 autodiff reference reuses the eager compilations of
     # test_closed_form_matches_autodiff
-    eps = jnp.repeat(jnp.asarray([1e-6, 3e-6, 1e-5, 1e-4]), 50)
+    eps = jnp.repeat(jnp.asarray([1e-6, 3e-6, 1e-5, 1e-4]), 25)
     tp = jnp.concatenate([eps, np.pi - eps])  # near-coincident and near-antipodal positives
-    tn = jnp.tile(jnp.linspace(0.3, 2.8, 50), 8)
-    ps = jnp.tile(jnp.linspace(0.2, 3.0, 50), 8)
+    tn = jnp.tile(jnp.linspace(0.3, 2.8, 25), 8)
+    ps = jnp.tile(jnp.linspace(0.2, 3.0, 25), 8)
     a, p, n = gt.rotated_triplet(jax.random.key(3), tp, tn, ps, dim=16)
     a32, p32, n32 = (x.astype(jnp.float32) for x in (a, p, n))
     # reference: float64 autodiff on the very float32 triplet (rounding moves p by ~6e-8,
@@ -84,7 +89,7 @@ def test_closed_form_near_degenerate_float32():
     ref = gt.gradient_angles(a64, p64, n64, margins=(4.5, 3.5))
     got = gt.gradient_angles_closed_form(a32, p32, n32, margins=(4.5, 3.5))
     for k in ("riemannian/anchor", "riemannian/joint", "raw/joint", "raw/negative"):
-        for half in (slice(0, 200), slice(200, 400)):
+        for half in (slice(0, 100), slice(100, 200)):
             ok = np.asarray(ref["defined/" + k])[half] & np.asarray(got["defined/" + k])[half]
             assert ok.mean() > 0.9
         ok = np.asarray(ref["defined/" + k]) & np.asarray(got["defined/" + k])
