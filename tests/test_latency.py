@@ -8,6 +8,7 @@ import pytest
 from geotrip.benchmarks import _latency, load_suites
 
 
+@pytest.mark.slow  # fresh processes, cold and warm: ~15 s; run with -m slow
 def test_suite_runs_with_tiny_sizes():
     lines = []
     res = _latency.run(
