@@ -45,7 +45,7 @@ def register(sub) -> None:
         "--max-cells", type=int, default=None, help="stop after this many cells (resume later)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_jax_options(p, default_platform="cpu", x64=False)
+    add_jax_options(p, x64=False)
     p.set_defaults(func=run)
 
 

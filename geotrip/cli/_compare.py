@@ -29,7 +29,7 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
     p.add_argument("--seeds", type=int, default=None, help="retraining seeds (default: preset)")
     p.add_argument("--no-figures", action="store_true", help="do not draw the figure")
-    add_jax_options(p, default_platform="cpu", x64=False)
+    add_jax_options(p, x64=False)
     p.set_defaults(func=run)
 
 

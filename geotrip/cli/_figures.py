@@ -30,7 +30,6 @@ def register(sub) -> None:
     )
     add_jax_options(
         p,
-        default_platform="cpu",
         x64=True,
         x64_why="the geometry figures and certificates are computed in float64; "
         "the training figures run in float32 either way",

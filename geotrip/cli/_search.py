@@ -107,7 +107,7 @@ def register(sub) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="certificate file to write (JSON)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_jax_options(p, default_platform="cpu", x64=True)
+    add_jax_options(p, x64=True)
     p.set_defaults(func=run)
 
 
