@@ -31,9 +31,9 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
 
     from geotrip.search._bounds import monotone_angle_bounds
 
-    # Full mode is sized for a shared 2-core CPU (about 2 min per cell there, compile-bound)
-    ks = (1, 2) if quick else (1, 2, 3, 4)
-    dims = (2, 3)
+    # Full mode: 18 cells, 1 to 4 min on a 2-core CPU (compile-bound; much longer when shared)
+    ks = (1, 2) if quick else (1, 2, 3, 4, 6, 8)
+    dims = (2, 3) if quick else (2, 3, 8)
     restarts, steps = (16, 60) if quick else (32, 200)
     cert_dir = Path(out_dir) / "certificates" / "weighting"
     rows = monotone_angle_bounds(
