@@ -6,12 +6,14 @@ The folders are the architecture (imports go one way, left to right):
   re-exported flat: ``gt.angle``, ``gt.triplet_loss``, ``gt.gradient_angles``, ...
 * :mod:`geotrip.sweeps` -- the closed-form angle kernel, the sharded sweep engine,
   configuration families, summaries, margin matching.
-* :mod:`geotrip.search` -- counterexample search, simplification, certification;
-  :mod:`geotrip.search.certificates` is the independent verifier (NumPy + mpmath, no JAX).
+* :mod:`geotrip.counterexamples` -- counterexample search, simplification,
+  certification; :mod:`geotrip.counterexamples.certificates` is the independent
+  verifier (NumPy + mpmath, no JAX).
 * :mod:`geotrip.train` -- models, data, metrics, the vectorised training runner,
-  statistics, collapse sweeps.
+  statistics, collapse sweeps and the tuned comparison.
+* :mod:`geotrip.analysis` -- diagnosis of a user's own embeddings (``gt.analyze``).
 * :mod:`geotrip.figures`, :mod:`geotrip.cli`, :mod:`geotrip.benchmarks` -- thin layers
-  over the four above.
+  over the rooms above.
 
 Every public name is listed once, in :mod:`geotrip._api`, and re-exported here lazily
 (PEP 562): ``import geotrip`` is cheap and loads JAX only when a JAX-backed name is used.

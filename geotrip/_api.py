@@ -53,7 +53,7 @@ API: dict[str, dict[str, tuple[str, ...]]] = {
         "_families": ("SWEEP_FAMILIES", "family_sampler", "triplet_metric"),
         "_summaries": ("run_sweep", "summarize"),
     },
-    "search": {
+    "counterexamples": {
         "_objectives": (
             "ACTIVE_MODES",
             "OBJECTIVES",

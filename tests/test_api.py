@@ -59,3 +59,19 @@ def test_notebooks_and_readme_use_only_public_names():
         if _PRIVATE.search(block):
             offenders.append("README.md")
     assert not offenders, f"private geotrip modules imported in: {sorted(set(offenders))}"
+
+
+def test_no_room_is_named_like_a_public_name():
+    """A subpackage ``geotrip.X`` would replace the public ``gt.X`` once imported."""
+    rooms = {p.name for p in (ROOT / "geotrip").iterdir() if (p / "__init__.py").exists()}
+    assert not rooms & set(gt.__all__), sorted(rooms & set(gt.__all__))
+
+
+def test_search_stays_a_function_after_importing_the_verifier():
+    code = (
+        "import geotrip as gt, geotrip.counterexamples.certificates, geotrip.counterexamples; "
+        "print(callable(gt.search), type(gt.search).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "function"]

@@ -66,7 +66,7 @@ def test_verifier_is_independent_of_jax_and_geotrip_numerics():
     other; no autodiff (no "grad" beyond the names of the closed-form gradients)."""
     allowed_relative = {"." + f.removesuffix(".py") for f in _VERIFIER}
     for name in _VERIFIER:
-        text = (ROOT / "geotrip" / "search" / name).read_text()
+        text = (ROOT / "geotrip" / "counterexamples" / name).read_text()
         mods = set()
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.Import):
@@ -93,7 +93,7 @@ def test_cli_verify_imports_no_jax():
     assert out.returncode == 0, out.stdout + out.stderr
     assert "certificate verified" in out.stdout
     imported = [line.rsplit("|", 1)[-1].strip() for line in out.stderr.splitlines()]
-    assert "geotrip.search.certificates" in imported
+    assert "geotrip.counterexamples.certificates" in imported
     jax_mods = [m for m in imported if m == "jax" or m.startswith(("jax.", "jaxlib"))]
     assert not jax_mods, jax_mods[:5]
 

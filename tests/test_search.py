@@ -128,7 +128,7 @@ def test_cli_search_active_any_and_disjoint_same_number_margins(tmp_path, capsys
 
 
 def test_margins_are_matched_unless_both_given():
-    from geotrip.search._margins import resolve_margins
+    from geotrip.counterexamples._margins import resolve_margins
 
     d = ("chord_sq", "geodesic")
     (mA, mB), rule, note = resolve_margins(d, None, match="slope", dim=3)
@@ -152,7 +152,7 @@ def test_margins_are_matched_unless_both_given():
 
 def test_pattern_constraints():
     """Validity under active='both' / 'disjoint' follows the hinge arguments, with the gap."""
-    from geotrip.search._objectives import pattern_holds
+    from geotrip.counterexamples._objectives import pattern_holds
 
     t = jnp.asarray(gt.triplet_structure("shared_anchor", 1))
     dists = (gt.distance("chord_sq"), gt.distance("geodesic"))
@@ -231,7 +231,7 @@ def test_active_objective_scales_by_range_max():
 
 def test_objective_cache_is_bounded_and_clearable():
     from geotrip import _caches
-    from geotrip.search._objectives import _cached_objective
+    from geotrip.counterexamples._objectives import _cached_objective
 
     t = gt.triplet_structure("chain", 2)
     f1 = gt.objective_function("active", t, margins=(0.25, 0.1))
@@ -355,7 +355,7 @@ def test_one_triplet_bound_table():
 def test_dimension_embedding_keeps_the_gradients():
     """A zero coordinate appended keeps both gradients (so the largest angle is
     non-decreasing in d); more triplets: copies of the last positive and negative."""
-    from geotrip.search._bounds import _embed_rows, _rows_points
+    from geotrip.counterexamples._bounds import _embed_rows, _rows_points
 
     X = gt.normalize(jax.random.normal(jax.random.key(1), (5, 2)))
     rows = gt.format_decimal_points(np.asarray(X), 6)

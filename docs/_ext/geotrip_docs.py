@@ -32,7 +32,7 @@ ROOT = DOCS.parent
 ROOM_TITLES = {
     "core": "core: geometry, distances, losses, gradients, samplers, mining",
     "sweeps": "sweeps: closed-form kernel, sharded sweeps, margin matching",
-    "search": "search: counterexamples and certificates",
+    "counterexamples": "counterexamples: search, simplify, certify, verify",
     "train": "train: models, data, metrics, training runs, collapse",
     "analyze": "analyze: diagnosis of your own embeddings",
     "analysis": "analysis: diagnosis of your own embeddings",

@@ -112,7 +112,7 @@ def register(sub) -> None:
 
 
 def _structure(spec: str, k: int):
-    from ..search import triplet_structure
+    from ..counterexamples import triplet_structure
 
     if spec.startswith("labeled:"):
         try:
@@ -138,7 +138,7 @@ def _structure(spec: str, k: int):
 
 
 def _objective(spec: str):
-    from ..search import OBJECTIVES
+    from ..counterexamples import OBJECTIVES
 
     if spec in OBJECTIVES:
         return spec
@@ -157,7 +157,7 @@ def _objective(spec: str):
 def run(args: argparse.Namespace) -> int:
     import jax
 
-    from ..search import CertificateError, certify, search, simplify
+    from ..counterexamples import CertificateError, certify, search, simplify
 
     if not jax.config.jax_enable_x64:
         raise CLIError("certificates need float64; do not pass --no-x64")

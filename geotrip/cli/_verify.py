@@ -25,7 +25,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..search.certificates import CertificateError, verify_certificate
+    from ..counterexamples.certificates import CertificateError, verify_certificate
 
     status = 0
     for f in args.files:

@@ -29,7 +29,7 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from geotrip.search._bounds import monotone_angle_bounds
+    from geotrip.counterexamples._bounds import monotone_angle_bounds
 
     # Full mode: 18 cells, 1 to 4 min on a 2-core CPU (compile-bound; much longer when shared)
     ks = (1, 2) if quick else (1, 2, 3, 4, 6, 8)

@@ -396,7 +396,7 @@ def write_certificate(
             "safety_abs": SAFETY_ABS,
             "safety_rel": SAFETY_REL,
             "mp_digits": MP_DIGITS,
-            "note": "thresholds of geotrip.search.certificates; values here are informational",
+            "note": "thresholds of geotrip.counterexamples.certificates (informational)",
         },
         "objective": _plain(dict(objective or {})),
         "search": _plain(dict(search or {})),

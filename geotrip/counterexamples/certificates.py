@@ -4,8 +4,8 @@ A *certificate* is a JSON file that states a fact about one configuration of
 triplets on the unit sphere, in a form anyone can re-check without geotrip's
 JAX code. :func:`verify_certificate` is that re-check. It is deliberately
 **independent of the code that found the configuration**: this module and the two it
-imports (:mod:`geotrip.search._format`, the file format and its schema;
-:mod:`geotrip.search._closed_forms`, the closed forms on NumPy float64 and mpmath
+imports (:mod:`geotrip.counterexamples._format`, the file format and its schema;
+:mod:`geotrip.counterexamples._closed_forms`, the closed forms on NumPy float64 and mpmath
 backends) import neither JAX nor geotrip's distance, loss or gradient modules, and use
 no autodiff. The same plain code runs on two number backends: float64 and mpmath at
 50 significant digits.
@@ -44,7 +44,7 @@ Robustness rules (what makes a claim *certifiable*)
   ``SAFETY_ABS`` plus ``SAFETY_REL`` times the bound, which is many orders
   of magnitude above float64 rounding error, and the float64 value must satisfy it too.
 
-The thresholds are constants of :mod:`geotrip.search._format`; values written in a
+The thresholds are constants of :mod:`geotrip.counterexamples._format`; values written in a
 file do not loosen them.
 """
 
@@ -274,7 +274,7 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
     """Re-check every claim and assertion of a certificate, independently of geotrip's JAX code.
 
     Each claim is recomputed from the exactly re-normalised decimal points with the
-    closed forms of :mod:`geotrip.search._closed_forms`, in float64 (NumPy) and in
+    closed forms of :mod:`geotrip.counterexamples._closed_forms`, in float64 (NumPy) and in
     mpmath at 50 digits. See the module docstring for the robustness rules and
     tolerances.
 
@@ -291,7 +291,7 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
     One chord_sq-vs-geodesic triplet on the sphere, both hinges active; a claim that
     matches the recomputation verifies, a tampered one is rejected:
 
-    >>> from geotrip.search.certificates import verify_certificate
+    >>> from geotrip.counterexamples.certificates import verify_certificate
     >>> cert = {
     ...     "format": "geotrip-certificate/1",
     ...     "points": [["1", "0", "0"], ["0", "1", "0"], ["0.8", "0", "0.6"]],

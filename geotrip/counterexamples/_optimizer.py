@@ -383,7 +383,7 @@ def search(
     r"""Search for a configuration maximising an objective, many restarts in parallel.
 
     The objectives are described in :func:`geotrip.objective_function` and the method in
-    :mod:`geotrip.search._optimizer`.
+    :mod:`geotrip.counterexamples._optimizer`.
 
     Args:
       objective: ``"angle"``, ``"descent"``, ``"active"``, ``"raw"`` or a callable
