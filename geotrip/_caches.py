@@ -38,18 +38,18 @@ def bounded_cache(maxsize: int = 32) -> Callable[[F], F]:
     return decorate
 
 
-def clear_caches() -> int:
-    """Empty every geotrip cache of compiled functions, and JAX's own caches.
+def clear_caches(*, jax: bool = True) -> int:
+    """Empty every geotrip cache of compiled functions, and (``jax=True``) JAX's own caches.
 
     Returns the number of geotrip caches cleared. Useful in long notebook sessions
     (memory) and in benchmarks that measure cold compile times.
 
     >>> import geotrip as gt
-    >>> gt.clear_caches() >= 0
+    >>> gt.clear_caches(jax=False) >= 0   # keep JAX's in-memory compilations
     True
     """
     for cached in _REGISTRY:
         cached.cache_clear()
-    if "jax" in sys.modules:
+    if jax and "jax" in sys.modules:
         sys.modules["jax"].clear_caches()
     return len(_REGISTRY)

@@ -1,6 +1,5 @@
 """gt.analyze against brute-force NumPy: counts, shares, angles, batch gradients, MAP@R."""
 
-import doctest
 import math
 
 import numpy as np
@@ -219,11 +218,6 @@ def test_batches_mode_counts_and_memmap(tmp_path):
     assert r1["triplets"] == r2["triplets"]
     b = r1["triplets"]["batch_all"]["batch_gradient_angle_deg"]["matched"]
     assert b["n"] <= C
-
-
-def test_doctests():
-    res = doctest.testmod(_report, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert res.attempted >= 4 and res.failed == 0
 
 
 def test_sampled_quantiles_when_triplets_exceed_max_sample(case):

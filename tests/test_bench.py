@@ -50,6 +50,7 @@ def test_torch_peer_matches_autodiff():
         np.testing.assert_allclose(g[ok], r[ok], atol=1e-6)
 
 
+@pytest.mark.slow  # the whole angles suite at tiny sizes: ~8 s; run with -m slow
 def test_suite_runs_with_tiny_sizes():
     lines = []
     tiny = {

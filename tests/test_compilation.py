@@ -65,6 +65,7 @@ def _run(env_extra, tmp_path):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # three fresh processes compiling a search: ~13 s; run with -m slow
 def test_cache_written_reused_and_results_unchanged(tmp_path):
     xdg = tmp_path / "xdg"
     cold = _run({"XDG_CACHE_HOME": str(xdg)}, tmp_path)
