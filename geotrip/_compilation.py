@@ -80,7 +80,7 @@ def enable_compilation_cache(
     computations (a later call with another folder moves the cache there).
 
     Args:
-      path: the cache folder; default: see :func:`compilation_cache_dir`.
+      path: the cache folder; default: ``compilation_cache_dir()`` of this module.
       min_compile_time_secs: programs that compile faster than this are not written.
 
     Returns:
