@@ -67,3 +67,23 @@ def test_make_figures_reports_progress_and_memory(monkeypatch, tmp_path):
     assert "peak" in lines[1] and rec["files"] == 1 and rec["peak_rss_mb"] > 0
     with pytest.raises(ValueError, match="valid: dummy"):
         figs.make_figures(["nope"], out_dir=tmp_path)
+
+
+def test_analyze_suite_validates_sizes_and_writes_a_memmap(tmp_path):
+    from geotrip.benchmarks import _analyze
+
+    with pytest.raises(ValueError, match="unknown size"):
+        _analyze.run(sizes={"bogus": 1})
+    emb, lab = _analyze.write_embeddings(tmp_path, n=70_000, dim=4, classes=3)
+    X = np.load(emb, mmap_mode="r")
+    assert X.shape == (70_000, 4) and X.dtype == np.float32 and np.isfinite(X[-5:]).all()
+    assert np.load(lab)[:4].tolist() == [0, 1, 2, 0]
+
+
+@pytest.mark.slow  # a fresh `geotrip analyze` process on a small memory map: ~20 s
+def test_analyze_suite_runs_small():
+    from geotrip.benchmarks import _analyze
+
+    res = _analyze.run(sizes={"n": 3000, "dim": 16, "classes": 10, "batches": (4, 4, 5)})
+    assert res["returncode"] == 0, res.get("output_tail")
+    assert res["seconds"] > 0 and 0 < res["peak_rss_mb"] < 4096 and not res["targets_apply"]

@@ -17,6 +17,7 @@ _SUITES = (
     "geotrip.benchmarks._angles",
     "geotrip.benchmarks._training",
     "geotrip.benchmarks._latency",
+    "geotrip.benchmarks._analyze",
 )
 
 
