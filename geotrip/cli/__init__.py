@@ -99,6 +99,30 @@ _X64_WHY = {
 }
 
 
+def preset_spec(args: argparse.Namespace, presets, *, min_seeds: int = 1):
+    """``(name, spec)`` of the preset chosen by ``--preset``/``--quick``, ``--seeds`` applied.
+
+    Shared by the subcommands that run a preset (``collapse``, ``compare``); the default
+    preset is ``quick``. Raises :class:`CLIError` for a conflicting ``--quick``, an unknown
+    preset, a negative ``--seed`` or fewer than ``min_seeds`` ``--seeds``.
+    """
+    import dataclasses
+
+    if args.quick and args.preset not in (None, "quick"):
+        raise CLIError("--quick conflicts with --preset " + str(args.preset))
+    name = "quick" if args.quick else (args.preset or "quick")
+    if name not in presets:
+        raise CLIError(f"unknown preset {name!r}; valid: {', '.join(presets)}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    spec = presets[name]
+    if args.seeds is not None:
+        if args.seeds < min_seeds:
+            raise CLIError(f"--seeds must be >= {min_seeds}, got {args.seeds}")
+        spec = dataclasses.replace(spec, n_seeds=args.seeds)
+    return name, spec
+
+
 def add_jax_options(
     parser: argparse.ArgumentParser,
     *,

@@ -4,12 +4,11 @@ hyper-parameters)."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-from . import CLIError, add_jax_options
+from . import CLIError, add_jax_options, preset_spec
 
 
 def register(sub) -> None:
@@ -52,18 +51,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train import COLLAPSE_PRESETS, run_collapse_sweep
 
-    if args.quick and args.preset not in (None, "quick"):
-        raise CLIError("--quick conflicts with --preset " + str(args.preset))
-    name = "quick" if args.quick else (args.preset or "quick")
-    if name not in COLLAPSE_PRESETS:
-        raise CLIError(f"unknown preset {name!r}; valid: {', '.join(COLLAPSE_PRESETS)}")
-    if args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    spec = COLLAPSE_PRESETS[name]
-    if args.seeds is not None:
-        if args.seeds < 1:
-            raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
-        spec = dataclasses.replace(spec, n_seeds=args.seeds)
+    name, spec = preset_spec(args, COLLAPSE_PRESETS, min_seeds=1)
     if args.max_cells is not None and args.max_cells < 1:
         raise CLIError(f"--max-cells must be >= 1, got {args.max_cells}")
     t0 = time.perf_counter()

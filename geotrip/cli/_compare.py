@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-from . import CLIError, add_jax_options
+from . import add_jax_options, preset_spec
 
 
 def register(sub) -> None:
@@ -36,18 +35,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..train import COMPARE_PRESETS, run_compare
 
-    if args.quick and args.preset not in (None, "quick"):
-        raise CLIError("--quick conflicts with --preset " + str(args.preset))
-    name = "quick" if args.quick else (args.preset or "quick")
-    if name not in COMPARE_PRESETS:
-        raise CLIError(f"unknown preset {name!r}; valid: {', '.join(COMPARE_PRESETS)}")
-    if args.seed < 0:
-        raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    spec = COMPARE_PRESETS[name]
-    if args.seeds is not None:
-        if args.seeds < 2:
-            raise CLIError(f"--seeds must be >= 2, got {args.seeds}")
-        spec = dataclasses.replace(spec, n_seeds=args.seeds)
+    name, spec = preset_spec(args, COMPARE_PRESETS, min_seeds=2)
     t0 = time.perf_counter()
     report = run_compare(spec, args.out, seed0=args.seed)
     print(f"compare[{name}] in {args.out} ({time.perf_counter() - t0:.1f} s)")

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .._api import lazy_exports as _lazy_exports
 from ._registry import FIGURES, FigureSpec, register_figure, save_figure, save_table
 
 __all__ = [
@@ -33,12 +34,7 @@ _LAZY = {
     "angle_map_data": "geotrip.figures._core",
     "plot_collapse": "geotrip.figures._collapse",
 }
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'geotrip.figures' has no attribute {name!r}")
+__getattr__ = _lazy_exports(__name__, _LAZY)[0]
 
 
 # One line per figure module (one per issue/topic); keep this list sorted by layer.
