@@ -18,6 +18,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ._io import atomic_write_text
+
 __all__ = ["provenance", "write_provenance", "git_revision", "portable_command"]
 
 _PACKAGES = ("geotrip", "jax", "jaxlib", "numpy", "scipy", "matplotlib", "optax")
@@ -141,6 +143,5 @@ def provenance(
 def write_provenance(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """Write a provenance record as indented JSON to ``path`` and return the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
     return path

@@ -13,12 +13,13 @@ import csv
 import hashlib
 import mmap
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "load_embeddings",
@@ -431,26 +432,6 @@ def file_record(path: str | os.PathLike, *, chunk: int = 1 << 22) -> dict[str, A
         while block := f.read(chunk):
             h.update(block)
     return {"name": path.name, "size_bytes": path.stat().st_size, "sha256": h.hexdigest()}
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write_bytes` for UTF-8 text."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def jsonable(obj: Any) -> Any:

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .._io import atomic_write_text
+
 __all__ = ["main"]
 
 
@@ -148,8 +150,7 @@ def main(argv=None) -> int:
         record["collapse_full"] = collapse_full(args.collapse_budget, log)
     record["seconds"] = time.perf_counter() - t0
     record["provenance"] = provenance(seed=0, extra={k: str(v) for k, v in vars(args).items()})
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_text(args.out, json.dumps(record, indent=2, default=str) + "\n")
     log(f"wrote {args.out} ({record['seconds']:.0f} s)")
     return 0
 

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from .._io import atomic_write_text
 from . import CLIError, add_jax_options
 
 
@@ -55,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
                 seed=None, extra={"suites": list(results), "quick": args.quick}, packages=("torch",)
             ),
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+        atomic_write_text(args.json, json.dumps(record, indent=2, default=str) + "\n")
         print(f"wrote {args.json}")
     return 0

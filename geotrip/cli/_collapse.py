@@ -8,6 +8,7 @@ import json
 import time
 from pathlib import Path
 
+from .._io import atomic_write_text
 from . import CLIError, add_jax_options, preset_spec
 
 
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
 
         paths = plot_collapse(args.out, args.out, seed=args.seed, parameters={"preset": name})
         print(f"figures: {len(paths)} files in {args.out}")
-    (Path(args.out) / "timing.json").write_text(
+    atomic_write_text(
+        Path(args.out) / "timing.json",
         json.dumps(
             {
                 "preset": name,
@@ -89,6 +91,6 @@ def run(args: argparse.Namespace) -> int:
             },
             indent=2,
         )
-        + "\n"
+        + "\n",
     )
     return 0

@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+from .._io import atomic_write_text
 from . import add_jax_options, preset_spec
 
 
@@ -58,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
         paths = plot_compare(report, args.out, seed=args.seed, parameters={"preset": name})
         print(f"figures: {len(paths)} files in {args.out}")
-    (Path(args.out) / "timing.json").write_text(
-        json.dumps({"preset": name, "seconds": report["seconds"]}, indent=2) + "\n"
+    atomic_write_text(
+        Path(args.out) / "timing.json",
+        json.dumps({"preset": name, "seconds": report["seconds"]}, indent=2) + "\n",
     )
     return 0

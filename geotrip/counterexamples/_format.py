@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_write_text
+
 __all__ = [
     "CERTIFICATE_FORMAT",
     "CLAIM_NAMES",
@@ -404,8 +406,7 @@ def write_certificate(
     }
     _check_schema(cert)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cert, indent=1) + "\n")
+    atomic_write_text(path, json.dumps(cert, indent=1) + "\n")
     return path
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .._io import atomic_open, atomic_savefig, atomic_savez
 from .._provenance import provenance, write_provenance
 
 __all__ = ["FigureSpec", "FIGURES", "register_figure", "save_figure", "save_table"]
@@ -67,10 +68,10 @@ def save_figure(
         out / f"{name}.npz",
         out / f"{name}.provenance.json",
     ]
-    fig.savefig(paths[0], bbox_inches="tight", metadata={"CreationDate": None})
-    fig.savefig(paths[1], bbox_inches="tight", dpi=150)
+    atomic_savefig(fig, paths[0], bbox_inches="tight", metadata={"CreationDate": None})
+    atomic_savefig(fig, paths[1], bbox_inches="tight", dpi=150)
     plt.close(fig)
-    np.savez_compressed(paths[2], **{k: np.asarray(v) for k, v in data.items()})
+    atomic_savez(paths[2], **{k: np.asarray(v) for k, v in data.items()})
     write_provenance(
         paths[3], provenance(seed=seed, extra={"figure": name, **dict(parameters or {})})
     )
@@ -94,7 +95,7 @@ def save_table(
     keys: list[str] = []
     for r in rows:
         keys += [k for k in r if k not in keys]
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from .._caches import bounded_cache
+from .._io import atomic_savez, atomic_write_text
 from .._numerics import float_dtype
 from ..core._distances import distance as get_distance
 from ._checkpoint import read_checkpoint, write_checkpoint
@@ -166,7 +167,7 @@ def run_sweep(
         summary["by_dim"][str(int(d))] = run.result()
         if writer:
             if save_arrays:
-                np.savez_compressed(outdir / f"arrays_d{int(d)}.npz", **run.arrays())
+                atomic_savez(outdir / f"arrays_d{int(d)}.npz", **run.arrays())
             write_checkpoint(outdir, {"settings": settings, "by_dim": summary["by_dim"]}, None)
     summary["provenance"] = provenance(
         seed=seed,
@@ -180,7 +181,9 @@ def run_sweep(
         },
     )
     if writer:
-        (outdir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        atomic_write_text(
+            outdir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"
+        )
     return summary
 
 

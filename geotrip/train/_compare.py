@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from .._io import atomic_open, atomic_write_text
 from .._provenance import provenance, write_provenance
 from ..core._distances import DISTANCES
 from ._data import class_table, stratified_split
@@ -289,7 +290,7 @@ def run_compare(
     report["provenance"] = provenance(seed=seed0, extra={"spec": spec.to_json()})
     _write_csv(out / "tuning.csv", tuning_rows)
     _write_csv(out / "scores.csv", score_rows)
-    (out / "compare.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    atomic_write_text(out / "compare.json", json.dumps(report, indent=2, default=float) + "\n")
     write_provenance(out / "provenance.json", report["provenance"])
     return report
 
@@ -309,7 +310,7 @@ def _write_csv(path: Path, rows) -> None:
 
     if not rows:
         return
-    with path.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
