@@ -5,14 +5,19 @@ coordinator joins them, ``jax.devices()`` then lists the devices of all processe
 computations over a mesh of those devices exchange data with JAX's collectives (NCCL on
 GPUs, ICI on TPUs, Gloo between CPU processes). geotrip's sweep engine spreads its fixed
 tiles over that mesh, so a sweep gives bitwise the same numbers whatever the number of
-processes; process 0 writes the outputs.
+processes; process 0 writes the outputs. ``geotrip search`` splits its restarts and
+``geotrip collapse`` its cells between the processes (:func:`process_share`) and gathers
+the results with :func:`allgather_objects`.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 
-__all__ = ["init_distributed", "is_writer"]
+import numpy as np
+
+__all__ = ["init_distributed", "is_writer", "process_share", "allgather_objects"]
 
 ENV_NUM_PROCESSES = "JAX_NUM_PROCESSES"
 ENV_PROCESS_ID = "JAX_PROCESS_ID"
@@ -107,3 +112,45 @@ def is_writer() -> bool:
     import jax
 
     return jax.process_index() == 0
+
+
+def process_share(n: int) -> np.ndarray:
+    """Indices of the ``n`` work items (restarts, cells) this process runs.
+
+    Items are dealt in equal contiguous blocks of ``ceil(n / P)`` over the ``P`` processes
+    (process ``i`` gets ``i * ceil(n / P) ...``); a last block that runs past ``n`` is
+    padded with the index ``n - 1``, so every process runs the same number of items (one
+    compiled shape) and the padding is dropped when the results are gathered. A single
+    process gets ``arange(n)``.
+
+    Returns:
+      ``(ceil(n / P),)`` int64 indices in ``[0, n)``.
+    """
+    import jax
+
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    count, pid = jax.process_count(), jax.process_index()
+    share = -(-n // count)
+    return np.minimum(np.arange(pid * share, (pid + 1) * share), n - 1)
+
+
+def allgather_objects(obj) -> list:
+    """Every process's ``obj``, in process order (a collective: all processes must call it).
+
+    The objects (numpy arrays, dicts of numbers, lists of rows) travel pickled, as bytes,
+    through JAX's collectives (``process_allgather``: Gloo between CPU processes), so no
+    file is shared; floats arrive bit for bit. A single process gets ``[obj]``.
+    """
+    import jax
+
+    if jax.process_count() == 1:
+        return [obj]
+    from jax.experimental import multihost_utils
+
+    blob = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), np.uint8)
+    sizes = np.asarray(multihost_utils.process_allgather(np.int32(blob.size))).reshape(-1)
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: blob.size] = blob
+    blobs = np.asarray(multihost_utils.process_allgather(padded))
+    return [pickle.loads(blobs[i, : int(m)].tobytes()) for i, m in enumerate(sizes)]

@@ -1,5 +1,5 @@
-"""Sweeps over several processes (jax.distributed, two local CPU processes), streaming
-summaries and resuming after an interruption."""
+"""Sweeps, searches and collapse runs over several processes (jax.distributed, two local CPU
+processes), streaming summaries and resuming after an interruption."""
 
 import json
 import os
@@ -32,12 +32,47 @@ def _numbers(summary: dict) -> dict:
     return out
 
 
-def _launch(args, tmp_path, name, devices=1):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "GEOTRIP_NO_COMPILATION_CACHE": "1"}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+def _launch(args, tmp_path, name, devices=1, command="sweep", cache=False):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    if cache:  # the test session's compilation cache and XLA flags (root conftest.py)
+        flags = env.get("XLA_FLAGS", "")
+    else:
+        env["GEOTRIP_NO_COMPILATION_CACHE"] = "1"
+        flags = ""
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     log = open(tmp_path / f"{name}.log", "w")
-    cmd = [sys.executable, "-m", "geotrip", "sweep", *args, "--no-progress"]
+    cmd = [sys.executable, "-m", "geotrip", command, *args, "--no-progress"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
+
+
+def _run_one_then_two(command, base, tmp_path, out_name, timeout=240, devices=1):
+    """Run ``geotrip COMMAND`` alone (``one``), then as two processes joined on a free
+    loopback port (``p0``, ``p1``) which find the programs ``one`` compiled in the session's
+    compilation cache; every process is killed if any fails or runs too long."""
+    procs = []
+    dist = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    try:
+        args = [*base, "--out", str(tmp_path / "one" / out_name)]
+        procs.append(_launch(args, tmp_path, "one", command=command, cache=True))
+        procs[0][0].wait(timeout=timeout)
+        for i in range(2):
+            args = [*base, "--out", str(tmp_path / f"p{i}" / out_name), *dist]
+            args += ["--process-id", str(i)]
+            procs.append(
+                _launch(args, tmp_path, f"p{i}", devices=devices, command=command, cache=True)
+            )
+        for p, _ in procs:
+            p.wait(timeout=timeout)
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    logs = {f.stem: f.read_text()[-2000:] for f in tmp_path.glob("*.log")}
+    assert [p.returncode for p, _ in procs] == [0, 0, 0], logs
+    p1 = tmp_path / "p1"
+    assert not p1.exists() or not any(p1.rglob("*")), "process 1 wrote files"
 
 
 def test_two_processes_match_one(tmp_path):
@@ -72,6 +107,24 @@ def test_two_processes_match_one(tmp_path):
     assert two["provenance"]["device"]["count"] == 4
     assert _numbers(two) == _numbers(one)
     assert one["by_dim"]["16"]["num"] == 100000
+
+
+def test_search_two_processes_match_one(tmp_path):
+    """geotrip search with its restarts split over two processes writes the single-process
+    certificate (every field but the run time and the provenance); process 1 writes nothing.
+    A small problem so that it stays cheap; 7 restarts split unevenly (4 + 3, the second
+    block padded with a copy of restart 6, dropped on gathering)."""
+    base = ["-k", "2", "-d", "3", "--restarts", "7", "--steps", "20", "--seed", "4"]
+    _run_one_then_two("search", base, tmp_path, "cert.json")
+    one = json.loads((tmp_path / "one" / "cert.json").read_text())
+    two = json.loads((tmp_path / "p0" / "cert.json").read_text())
+    assert two["provenance"]["parameters"]["processes"] == 2
+    assert one["provenance"]["parameters"]["processes"] == 1
+    for c in (one, two):
+        del c["provenance"]
+        c["search"].pop("seconds", None)
+    assert two == one
+    assert one["search"]["restarts"] == 7
 
 
 class _Stop(Exception):

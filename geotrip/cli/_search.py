@@ -7,7 +7,8 @@ import importlib
 import sys
 from pathlib import Path
 
-from . import CLIError, add_jax_options
+from . import CLIError, add_jax_options, check_out_dir
+from ._sweep import add_distributed_options, start_distributed
 
 
 def register(sub) -> None:
@@ -107,6 +108,7 @@ def register(sub) -> None:
     )
     p.add_argument("--out", type=Path, required=True, help="certificate file to write (JSON)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_distributed_options(p)
     add_jax_options(p, x64=True)
     p.set_defaults(func=run)
 
@@ -157,6 +159,7 @@ def _objective(spec: str):
 def run(args: argparse.Namespace) -> int:
     import jax
 
+    from .._provenance import provenance
     from ..counterexamples import CertificateError, certify, search, simplify
 
     if not jax.config.jax_enable_x64:
@@ -168,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--dim must be at least 2, got {args.dim}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.out.is_dir():
+        raise CLIError(f"--out {args.out}: is a directory; give the certificate file to write")
+    start_distributed(args)  # before any JAX computation
+    writer = jax.process_index() == 0
+    if writer:  # the other processes write nothing
+        check_out_dir(args.out.parent, option="--out")
     objective = _objective(args.objective)
     triplets = _structure(args.structure, args.triplets)
     margins = tuple(args.margins) if args.margins is not None else (args.margin, None)
@@ -185,8 +194,11 @@ def run(args: argparse.Namespace) -> int:
         steps=args.steps,
         learning_rate=args.lr,
         seed=args.seed,
-        progress=not args.no_progress,
+        progress=writer and not args.no_progress,
+        distributed=True,
     )
+    if not writer:
+        return 0
     for note in res.notes:
         if "different units" in note:
             print(f"geotrip search: note: {note}", file=sys.stderr)
@@ -204,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"not simplified: {exc}")
     try:
-        cert = certify(res, args.out, decimals=args.decimals)
+        prov = provenance(seed=args.seed, extra={"processes": jax.process_count()})
+        cert = certify(res, args.out, decimals=args.decimals, provenance=prov)
     except (ValueError, CertificateError) as exc:
         print(f"no certificate: {exc}")
         return 1

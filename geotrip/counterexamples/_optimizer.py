@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._caches import bounded_cache
+from .._distributed import allgather_objects, process_share
 from .._numerics import float_dtype
 from ..core._distances import distance as get_distance
 from ..core._geometry import normalize, project_tangent
@@ -333,6 +334,15 @@ def _distinct_candidates(best, bestX, limit=8):
     return order, cand, cvals
 
 
+def _gather_restarts(bestX, best, history, restarts: int):
+    """All processes' restarts in restart order (padding dropped); history: the best of all."""
+    parts = allgather_objects((np.asarray(bestX), np.asarray(best), np.asarray(history)))
+    bestX = np.concatenate([p[0] for p in parts])[:restarts]
+    best = np.concatenate([p[1] for p in parts])[:restarts]
+    history = [float(h) for h in np.max(np.stack([p[2] for p in parts]), axis=0)]
+    return bestX, best, history
+
+
 def _finish(best, bestX, history, t, problem: dict, run: dict) -> SearchResult:
     best = np.asarray(best, np.float64)
     bestX = np.asarray(bestX, np.float64)
@@ -379,6 +389,7 @@ def search(
     init_noise: float = 0.1,
     chunk: int = 50,
     progress: bool = True,
+    distributed: bool = False,
 ) -> SearchResult:
     r"""Search for a configuration maximising an objective, many restarts in parallel.
 
@@ -409,6 +420,12 @@ def search(
         others from it perturbed by Gaussian noise of scales log-spaced up to ``init_noise``.
       chunk: steps per compiled chunk (the progress bar advances per chunk).
       progress: show a tqdm progress bar.
+      distributed: in a run of several processes (:func:`geotrip.init_distributed`), each
+        process optimises its share of the restarts (contiguous blocks:
+        the same starting configurations as one process draws, sliced) and the results are
+        gathered, so every process returns the single-process result bit for bit (the
+        restarts are independent: a restart's trajectory does not depend on the others in
+        its ``vmap``). Every process must call it (a collective). Ignored with one process.
 
     Returns:
       A :class:`SearchResult`.
@@ -449,10 +466,14 @@ def search(
         float(learning_rate),
     )
     desc = f"search {_objective_name(objective)} k={t.shape[0]} d={dim}"
+    if distributed:
+        X0 = X0[process_share(restarts)]  # this process's restarts
     # optax's Adam mixes int and float dtypes (bias correction), which strict promotion forbids.
     with jax.numpy_dtype_promotion("standard"):
         state, best = init_fn(X0)
         bestX, best, history = _run(run_chunk, X0, state, X0, best, n_chunks, chunk, desc, progress)
+    if distributed:
+        bestX, best, history = _gather_restarts(bestX, best, history, restarts)
     problem = dict(
         objective=objective,
         distances=distances,
