@@ -149,7 +149,9 @@ def main(argv=None) -> int:
     if args.collapse_budget > 0:
         record["collapse_full"] = collapse_full(args.collapse_budget, log)
     record["seconds"] = time.perf_counter() - t0
-    record["provenance"] = provenance(seed=0, extra={k: str(v) for k, v in vars(args).items()})
+    record["provenance"] = provenance(
+        seed=0, extra={k: str(v) for k, v in vars(args).items()}, run=True
+    )
     atomic_write_text(args.out, json.dumps(record, indent=2, default=str) + "\n")
     log(f"wrote {args.out} ({record['seconds']:.0f} s)")
     return 0

@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
             "results": results,
             "seconds": total,
             "provenance": provenance(
-                seed=None, extra={"suites": list(results), "quick": args.quick}, packages=("torch",)
+                seed=None,
+                extra={"suites": list(results), "quick": args.quick},
+                packages=("torch",),
+                run=True,
             ),
         }
         atomic_write_text(args.json, json.dumps(record, indent=2, default=str) + "\n")

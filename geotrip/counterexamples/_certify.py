@@ -306,7 +306,6 @@ def certify(
             "seed": result.seed,
             "restarts": result.restarts,
             "steps": result.steps,
-            "seconds": round(result.seconds, 3),
             "decimals": q,
             "notes": list(result.notes),
         },

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import gc
 import importlib
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .._api import lazy_exports as _lazy_exports
+from .._io import atomic_write_text
+from .._provenance import run_details
 from ._registry import FIGURES, FigureSpec, register_figure, save_figure, save_table
 
 __all__ = [
@@ -78,7 +81,10 @@ def make_figures(
 
     Logs one line when each figure starts and one when it ends (files written, seconds,
     resident memory now and the process's peak so far), and releases each figure's
-    memory (matplotlib figures, Python garbage) before the next one starts.
+    memory (matplotlib figures, Python garbage) before the next one starts. The run's
+    details (time, host, CPU count, absolute paths, the records below) go to
+    ``out_dir/run_log.json`` (git-ignored), never into the figures' provenance, so a
+    rerun that reproduces the data leaves the committed files byte for byte unchanged.
 
     Returns:
       One record per figure: ``name``, ``files``, ``seconds``, ``rss_mb``, ``peak_rss_mb``.
@@ -117,5 +123,15 @@ def make_figures(
                 "peak_rss_mb": peak,
             }
         )
-    log(f"{len(names)} figure(s) in {time.perf_counter() - t_all:.1f} s")
+    total = time.perf_counter() - t_all
+    log(f"{len(names)} figure(s) in {total:.1f} s")
+    run_log = {
+        "run": run_details(),
+        "figures": records,
+        "seconds": total,
+        "seed": seed,
+        "quick": quick,
+        "out_dir": str(Path(out_dir).resolve()),
+    }
+    atomic_write_text(Path(out_dir) / "run_log.json", json.dumps(run_log, indent=2) + "\n")
     return records

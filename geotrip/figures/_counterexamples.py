@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from ._registry import register_figure, save_figure
 
 _PAIR = ("chord_sq", "geodesic")
@@ -107,7 +108,6 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
             "active": "both",
             "sources": [r["source"] for r in rows],
             "certificates": [f"weighting/{r['certificate']}" for r in rows],
-            "seconds": [round(r["seconds"], 1) for r in rows],
         },
     )
     return paths + sorted(cert_dir.glob("angle_k*_d*.json"))
@@ -137,6 +137,27 @@ def legacy_decomposition(cert_dir: Path) -> list[dict]:
     return sorted(rows, key=lambda r: (r["dim"], r["k"]))
 
 
+_LEGACY = Path("certificates") / "active_set" / "legacy_same_number"
+
+
+def _legacy_certificates(out_dir: Path) -> Path:
+    """``OUT/certificates/active_set/legacy_same_number``, filled from the repository's
+    committed copy when ``OUT`` has none (a fresh ``--out``); an error if neither exists."""
+    target = out_dir / _LEGACY
+    if any(target.glob("angle_k*_d*.json")):
+        return target
+    committed = Path(__file__).resolve().parents[2] / "figures" / _LEGACY
+    files = sorted(committed.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(
+            f"counterexample_active_set draws from the committed certificates in {_LEGACY}, "
+            f"found neither in {out_dir} nor in the repository"
+        )
+    for f in files:
+        atomic_write_bytes(target / f.name, f.read_bytes())
+    return target
+
+
 @register_figure(
     "counterexample_active_set",
     group="counterexamples",
@@ -151,7 +172,7 @@ def make_active_set(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cert_dir = Path(out_dir) / "certificates" / "active_set" / "legacy_same_number"
+    cert_dir = _legacy_certificates(Path(out_dir))
     rows = legacy_decomposition(cert_dir)
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.9), constrained_layout=True)
     for d, col in ((2, "C0"), (3, "C1"), (8, "C2")):
