@@ -76,6 +76,23 @@ C_MINE = gt.checked(_mine_then_loss)
 Y = jnp.array([0, 0, 1, 1])
 
 
+def _cert(**change):
+    """A small valid certificate (one chord_sq-vs-geodesic triplet), with fields replaced."""
+    cert = {
+        "format": "geotrip-certificate/1",
+        "points": [["1", "0", "0"], ["0", "1", "0"], ["0.8", "0", "0.6"]],
+        "triplets": [[0, 1, 2]],
+        "losses": {
+            "A": {"distance": "chord_sq", "margin": "0.2"},
+            "B": {"distance": "geodesic", "margin": "0.1"},
+            "soft": False,
+        },
+        "claims": {"loss_A": 1.8, "angle_deg": 14.036243467926479},
+        "assertions": ["angle_deg < 60"],
+    }
+    return {**cert, **change}
+
+
 def _isnan_scalar(x):
     return bool(jnp.isnan(x))
 
@@ -479,6 +496,58 @@ CASES = [
         lambda: gt.mine_triplets(_X(), Y[:3], strategy="batch_hard"),
         Raises(ValueError, "labels must have shape (4,)"),
     ),
+    (
+        "match_margin/beyond-range",
+        lambda: gt.match_margin(5.0),
+        Raises(ValueError, "margin must lie in [0, 4] (the range of chord_sq"),
+    ),
+    (
+        "match_margin/nan",
+        lambda: gt.match_margin(NAN, rule="slope"),
+        Raises(ValueError, "margin must be finite, got nan"),
+    ),
+    (
+        "match_margin/no-boundary-at-reference",
+        lambda: gt.match_margin(2.5),
+        Raises(ValueError, "cannot be matched at theta_ref=1.5708"),
+    ),
+    (
+        "match_margin/string",
+        lambda: gt.match_margin("0.2"),
+        Raises(TypeError, "margin must be a finite real number"),
+    ),
+    ("match_margin/in-range", lambda: gt.match_margin(1.9), Value(lambda m: 0 < float(m) < 2)),
+    (
+        "verify/no-assertions",
+        lambda: gt.verify_certificate({**_cert(), "assertions": []}),
+        Value(lambda r: not r.ok and "asserts nothing" in r.failures[-1]),
+    ),
+    (
+        "verify/overflowing-number",
+        lambda: gt.verify_certificate(_cert(points=[["1e400", "0", "0"], *_cert()["points"][1:]])),
+        Raises(gt.CertificateError, "points[0][0] = '1e400' overflows float64"),
+    ),
+    (
+        "verify/underflowing-row",
+        lambda: gt.verify_certificate(_cert(points=[["1e-200"] * 3, *_cert()["points"][1:]])),
+        Raises(gt.CertificateError, "norm underflows to 0 in float64"),
+    ),
+    (
+        "verify/zero-row",
+        lambda: gt.verify_certificate(_cert(points=[["0", "0.0", "0e5"], *_cert()["points"][1:]])),
+        Raises(gt.CertificateError, "is the zero vector"),
+    ),
+    (
+        "verify/coincident-points",
+        lambda: gt.verify_certificate(
+            _cert(points=[["1", "0", "0"], ["0", "1", "0"], ["2", "0", "0"]])
+        ),
+        Value(
+            lambda r: (
+                not r.ok and any("anchor-negative pair is (nearly) coinc" in f for f in r.failures)
+            )
+        ),
+    ),
 ]
 
 
@@ -598,6 +667,26 @@ def test_cli_help_explains_out_and_x64(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert "OVERWRITES the committed figures" in out
     assert "--x64, --no-x64 enable float64 in JAX (default for this command: on," in out
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--margins", "nan", "nan"], "margins must be finite and >= 0, got nan"),
+        (["--margin", "-0.1"], "margins must be finite and >= 0, got -0.1"),
+        (["--margins", "0.2"], "expected 2 arguments"),
+        (["--distances", "chord_sq"], "expected 2 arguments"),
+    ],
+)
+def test_cli_sweep_margins(tmp_path, capsys, argv, expected):
+    base = ["sweep", "--family", "uniform", "--dim", "3", "--samples", "10"]
+    try:
+        code = main([*base, "--out", str(tmp_path / "o"), *argv])
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and "Traceback" not in err, err
+    assert not (tmp_path / "o" / "summary.json").exists()
 
 
 def test_check_out_dir(tmp_path):

@@ -64,6 +64,15 @@ def test_verifier_is_independent_of_jax_and_geotrip_numerics():
     """The verifier and what it imports: only the standard library, NumPy, mpmath and each
     other; no autodiff (no "grad" beyond the names of the closed-form gradients)."""
     allowed_relative = {"." + f.removesuffix(".py") for f in _VERIFIER}
+    # geotrip/_io.py (atomic file writes, standard library only) is the one shared helper.
+    io_text = (ROOT / "geotrip" / "_io.py").read_text()
+    io_mods = {
+        n.module or "" for n in ast.walk(ast.parse(io_text)) if isinstance(n, ast.ImportFrom)
+    }
+    io_mods |= {
+        a.name for n in ast.walk(ast.parse(io_text)) if isinstance(n, ast.Import) for a in n.names
+    }
+    assert not {m for m in io_mods if m.startswith(("jax", "geotrip")) or m == ""}, io_mods
     for name in _VERIFIER:
         text = (ROOT / "geotrip" / "counterexamples" / name).read_text()
         mods = set()
@@ -72,6 +81,7 @@ def test_verifier_is_independent_of_jax_and_geotrip_numerics():
                 mods |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom):
                 mods.add(("." * node.level) + (node.module or ""))
+        mods.discard(".._io")
         bad = {m for m in mods if m.startswith(("jax", "geotrip", "..")) or m == "."}
         bad |= {m for m in mods if m.startswith(".") and m not in allowed_relative}
         assert not bad, (name, bad)

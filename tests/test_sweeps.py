@@ -235,7 +235,6 @@ def test_cli_sweep(tmp_path, capsys):
         (["--samples", "0"], "samples"),
         (["--param", "radius"], "KEY=VALUE"),
         (["--param", "colour=1"], "unknown parameter"),
-        (["--margins", "0.2"], "margins"),
         (["--distances", "chord_sq", "arc"], "distance"),
         (["--dim", "1"], "dim"),
     ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -56,18 +57,34 @@ def register(sub) -> None:
     )
     p.add_argument(
         "--distances",
-        nargs="+",
+        nargs=2,
         default=["chord_sq", "geodesic"],
-        metavar="NAME",
-        help="the two distances A B (default chord_sq geodesic)",
+        metavar=("A", "B"),
+        help="the two distances (default: chord_sq geodesic)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        metavar="MA",
+        help="margin of loss A; B's is matched to it by --match (default: 0.2)",
+    )
+    p.add_argument(
+        "--match",
+        default="slope",
+        choices=("reference", "slope", "active_share"),
+        help="rule deriving B's margin from A's (geotrip.match_margin; default: slope, "
+        "m_B = m_A g_B'(pi/2) / g_A'(pi/2); active_share matches on uniform triplets of the "
+        "first --dim)",
     )
     p.add_argument(
         "--margins",
-        nargs="+",
+        nargs=2,
         type=float,
-        default=[0.2, 0.2],
-        metavar="M",
-        help="the two margins, each in its distance's units (default 0.2 0.2)",
+        default=None,
+        metavar=("MA", "MB"),
+        help="both margins explicitly, each in its distance's units (overrides --margin and "
+        "--match; a note on stderr when the two distances' units differ)",
     )
     p.add_argument("--soft", action="store_true", help="soft-margin losses")
     p.add_argument(
@@ -142,10 +159,10 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if any(d < 2 for d in args.dim):
         raise CLIError(f"--dim values must be >= 2, got {args.dim}")
-    if len(args.distances) != 2:
-        raise CLIError(f"--distances takes exactly two names (A B), got {len(args.distances)}")
-    if len(args.margins) != 2:
-        raise CLIError(f"--margins takes exactly two values (A B), got {len(args.margins)}")
+    margins = tuple(args.margins) if args.margins is not None else (args.margin, None)
+    for m in margins:
+        if m is not None and not (math.isfinite(m) and m >= 0):
+            raise CLIError(f"margins must be finite and >= 0, got {m}")
     for name in args.distances:
         get_distance(name)  # ValueError lists the valid names
     params = {}
@@ -164,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
         samples=args.samples,
         seed=args.seed,
         distances=tuple(args.distances),
-        margins=tuple(args.margins),
+        margins=margins,
+        match=args.match,
         soft=args.soft,
         params=params,
         out=args.out,
@@ -177,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
     )
     if not is_writer():
         return 0
+    if s.get("margin_note"):
+        print(f"margins: {s['margin_note']}", file=sys.stderr)
     for d, e in s["by_dim"].items():
         rj, wj = e.get("riemannian/joint", {}), e.get("raw/joint", {})
         med = lambda x: f"{x['quantiles']['0.5']:.2f}°" if "quantiles" in x else "n/a"

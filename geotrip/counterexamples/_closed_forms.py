@@ -26,6 +26,8 @@ Raw (ambient) pair gradients :math:`\partial_x d(x,y)`: ``chord_sq`` :math:`2(x-
 
 from __future__ import annotations
 
+import decimal
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -117,7 +119,7 @@ class _Calc:
 
     def __init__(self, B, points, triplets, losses):
         self.B = B
-        self.X = [self._normalize([B.num(c) for c in row]) for row in points]
+        self.X = [self._normalize([B.num(c) for c in row], row) for row in points]
         self.T = [tuple(int(i) for i in t) for t in triplets]
         self.soft = bool(losses["soft"])
         self.dist = {k: losses[k]["distance"] for k in ("A", "B")}
@@ -127,10 +129,20 @@ class _Calc:
     def _norm(self, u):
         return self.B.sqrt(_dot(u, u))
 
-    def _normalize(self, u):
+    def _normalize(self, u, text=None):
         n = self._norm(u)
         if not n > 0:
-            raise CertificateError("a point row is the zero vector; it cannot be normalised")
+            if text is None or all(decimal.Decimal(str(c)) == 0 for c in text):
+                raise CertificateError("a point row is the zero vector; it cannot be normalised")
+            raise CertificateError(
+                "a point row's norm underflows to 0 in float64 (entries too small); "
+                "scale the row up (points are normalised by the verifier)"
+            )
+        if self.B.name != "mpmath" and not math.isfinite(float(n)):
+            raise CertificateError(
+                "a point row's norm overflows float64; scale the row down "
+                "(points are normalised by the verifier)"
+            )
         return [a / n for a in u]
 
     def angle(self, x, y):

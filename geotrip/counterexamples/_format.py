@@ -144,6 +144,11 @@ def _decimal(x, what):
     if isinstance(x, str):
         if not _DECIMAL.match(x.strip()):
             raise CertificateError(f"{what} must be a decimal number, got {x!r}")
+        if not math.isfinite(float(x)):
+            raise CertificateError(
+                f"{what} = {x.strip()!r} overflows float64 (largest about 1.8e308); "
+                "the verifier checks in float64 too, so write the number (or its row) scaled"
+            )
         return x.strip()
     return repr(_finite_number(x, what))
 

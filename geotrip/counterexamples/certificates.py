@@ -282,7 +282,8 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
       cert_or_path: a certificate dict or the path of a JSON certificate.
 
     Returns:
-      A :class:`VerificationResult`; ``ok`` is False with one message per failed check.
+      A :class:`VerificationResult`; ``ok`` is False with one message per failed check,
+      and False for a certificate without assertions (it would certify nothing).
 
     Raises:
       CertificateError: the file is unreadable, truncated, not JSON, or not a well-formed
@@ -327,5 +328,10 @@ def verify_certificate(cert_or_path: Mapping | str | Path) -> VerificationResult
     _check_claims(claims, mp_vals, f64, fail, good)
     _check_pattern_and_match(c, mp_vals, fail, good)
     _check_assertions(c["assertions"], mp_vals, f64, fail, good)
+    if not c["assertions"]:
+        fail(
+            "the certificate asserts nothing (empty 'assertions'): matching numbers alone "
+            "certify no property; state at least one, e.g. 'angle_deg > 90'"
+        )
     res.ok = not res.failures
     return res

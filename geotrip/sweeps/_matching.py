@@ -33,11 +33,19 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from .._validate import check_in_range, check_margin, is_concrete
 from ..core._distances import Distance
 from ..core._distances import distance as get_distance
 
-__all__ = ["MATCHING_RULES", "match_margin", "active_set_disagreement"]
+__all__ = [
+    "MATCHING_RULES",
+    "DEFAULT_MARGIN",
+    "match_margin",
+    "active_set_disagreement",
+    "resolve_margins",
+]
 
 Array = jax.Array
 
@@ -84,8 +92,12 @@ def match_margin(
       :math:`m_B`, shape of ``margin`` (floating).
 
     Raises:
-      ValueError: unknown rule (the message lists the valid ones), a reference angle
-        outside :math:`(0, \pi)`, a zero source slope, or missing samples.
+      ValueError: unknown rule (the message lists the valid ones), a margin that is not
+        finite or outside :math:`[0, g_A(\pi)]` (checked on concrete values; recorded for
+        :func:`geotrip.checked` under a trace), for ``"reference"`` a margin with
+        :math:`g_A(\theta_\text{ref}) + m_A > g_A(\pi)` (no boundary to match), a
+        reference angle outside :math:`(0, \pi)`, a zero source slope, or missing samples.
+      TypeError: a margin that is not a real number.
 
     >>> import geotrip as gt
     >>> round(float(gt.match_margin(0.2, source="chord_sq", target="geodesic", rule="slope")), 6)
@@ -102,13 +114,27 @@ def match_margin(
     if rule not in MATCHING_RULES:
         raise ValueError(f"unknown matching rule {rule!r}; valid: {', '.join(MATCHING_RULES)}")
     A, B = get_distance(source), get_distance(target)
+    check_margin(margin)
     m = jnp.asarray(margin)
     if not jnp.issubdtype(m.dtype, jnp.floating):
         m = m.astype(jnp.result_type(float))
+    top = A.range_max
+    check_in_range(
+        m, "margin", 0.0, top, interval=f"[0, {top:g}] (the range of {A.name}: g(0) to g(pi))"
+    )
     if rule in ("reference", "slope"):
         tr = float(theta_ref)
         if not 0 < tr < math.pi:
             raise ValueError(f"theta_ref must be in (0, pi), got {tr}")
+        if rule == "reference" and is_concrete(m):
+            room = top - A.profile(tr)
+            worst = float(np.max(np.asarray(m, np.float64))) if m.size else 0.0
+            if worst > room * (1 + 1e-6):
+                raise ValueError(
+                    f"margin {worst:g} of {A.name} cannot be matched at theta_ref={tr:.6g}: "
+                    f"g(theta_ref) + margin exceeds g(pi) = {top:g} (at most {room:.6g} fits); "
+                    'use rule="slope" or a smaller theta_ref'
+                )
         t = jnp.asarray(tr, m.dtype)
         if rule == "slope":
             wa = A.weight(t)
@@ -190,3 +216,68 @@ def active_set_disagreement(
     }
     out["disagreement"] = out["only_A"] + out["only_B"]
     return out
+
+
+DEFAULT_MARGIN = 0.2
+"""A's margin when none is given (FaceNet's 0.2, in ``chord_sq`` units)."""
+
+
+def _uniform_triplet_angles(dim: int, n: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, n, dim))
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+
+    def ang(u, v):
+        return 2 * np.arctan2(np.linalg.norm(u - v, axis=-1), np.linalg.norm(u + v, axis=-1))
+
+    return ang(x[0], x[1]), ang(x[0], x[2])
+
+
+def resolve_margins(
+    distances: Sequence, margins: Sequence | None, *, match: str | None, dim: int
+) -> tuple[tuple[float, float], str | None, str]:
+    """``((m_A, m_B), rule used or None, note)`` for the two losses.
+
+    ``margins`` is ``None`` (A gets :data:`DEFAULT_MARGIN`, B is matched), ``(m_A, None)``
+    (B matched) or ``(m_A, m_B)`` (both explicit: ``match`` is not used). The note says
+    what was done, and warns when explicit margins of two different distances are
+    compared (their units differ).
+
+    Raises:
+      ValueError: malformed margins, a negative margin, or B to be matched with
+        ``match=None``.
+    """
+    if margins is None:
+        margins = (DEFAULT_MARGIN, None)
+    if len(margins) != 2:
+        raise ValueError("margins must be a pair (A, B); B may be None (matched)")
+    mA, mB = margins
+    for which, m in (("A", mA), ("B", mB)):
+        if m is not None:
+            check_margin(m, f"{which}'s margin")
+    if mA is None or not float(mA) >= 0:
+        raise ValueError(f"A's margin must be a non-negative number, got {mA!r}")
+    A, B = (get_distance(d) for d in distances)
+    if mB is not None:
+        if not float(mB) >= 0:
+            raise ValueError(f"B's margin must be a non-negative number, got {mB!r}")
+        note = ""
+        if A is not B:
+            slope = float(match_margin(float(mA), source=A, target=B, rule="slope"))
+            note = (
+                f"explicit margins {float(mA):g} ({A.name}) and {float(mB):g} ({B.name}) are in "
+                f"different units; the slope-matched margin of {B.name} would be {slope:.6g}"
+            )
+        return (float(mA), float(mB)), None, note
+    if match is None:
+        raise ValueError("B's margin is None: give it, or a matching rule (match='slope')")
+    if match not in MATCHING_RULES:
+        raise ValueError(f"unknown matching rule {match!r}; valid: {', '.join(MATCHING_RULES)}")
+    if match == "active_share":
+        tap, tan = _uniform_triplet_angles(dim)
+        mB = match_margin(float(mA), source=A, target=B, rule=match, theta_ap=tap, theta_an=tan)
+    else:
+        mB = match_margin(float(mA), source=A, target=B, rule=match, theta_ref=math.pi / 2)
+    mB = float(mB)
+    note = f"margin of {B.name} {mB:.6g} matched to {A.name} {float(mA):g} by rule {match}"
+    return (float(mA), mB), match, note

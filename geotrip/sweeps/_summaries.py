@@ -20,6 +20,7 @@ from ..core._distances import distance as get_distance
 from ._checkpoint import read_checkpoint, write_checkpoint
 from ._engine import chunk_size_of, sweep_chunks
 from ._families import SWEEP_FAMILIES, _family_params, family_sampler, triplet_metric
+from ._matching import resolve_margins
 from ._streaming import ANGLE_THRESHOLDS_DEG, QUANTILES, StreamingSummary
 
 __all__ = ["ANGLE_THRESHOLDS_DEG", "summarize", "run_sweep"]
@@ -88,7 +89,8 @@ def run_sweep(
     samples: int,
     seed: int,
     distances=("chord_sq", "geodesic"),
-    margins=(0.2, 0.2),
+    margins=(0.2, None),
+    match: str | None = "slope",
     soft: bool = False,
     params: Mapping[str, Any] | None = None,
     out: str | os.PathLike | None = None,
@@ -118,7 +120,16 @@ def run_sweep(
     unfinished dimension. With several processes (:func:`geotrip.init_distributed`), every
     process runs this call; only process 0 writes.
 
+    Margins are matched by default: ``margins=(m_A, None)`` derives B's margin from A's
+    with :func:`geotrip.match_margin` by rule ``match`` (default ``"slope"``: ``chord_sq``
+    0.2 ↔ ``geodesic`` 0.1), so the sweep does not compare margins in different units;
+    ``margins=(m_A, m_B)`` uses both as given (``summary["margin_note"]`` then says when
+    their units differ). ``"active_share"`` matches on uniform triplets of the first
+    dimension.
+
     Args:
+      margins: ``(m_A, m_B)``, ``m_B`` may be ``None`` (matched by ``match``).
+      match: a rule of :data:`geotrip.MATCHING_RULES` for ``m_B = None``.
       on_chunk: called as ``on_chunk(dim, configurations done, samples)`` after each chunk.
 
     Returns:
@@ -133,7 +144,12 @@ def run_sweep(
         raise ValueError(f"seed must be >= 0, got {seed}")
     merged = _family_params(family, params)
     key = jax.random.key(seed)
+    dims = [int(d) for d in dims]
+    if not dims:
+        raise ValueError("dims must name at least one dimension")
+    margins, rule, note = resolve_margins(distances, margins, match=match, dim=dims[0])
     summary = _header(family, merged, distances, margins, soft, samples, seed)
+    summary["margin_rule"], summary["margin_note"] = rule, note
     settings = _settings(summary, dims, method, dtype)
     outdir = Path(out) if out is not None else None
     writer = outdir is not None and is_writer()
