@@ -66,6 +66,7 @@ def test_cli_search_active_both_matched(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "verified independently" in text and "angle: best" in text
+    assert "certified value: Riemannian gradient angle" in text  # which number is certified
     assert "matched by slope" in text and "active=both" in text
     doc = json.loads(out.read_text())
     assert doc["provenance"]["seed"] == 0 and doc["claims"]["angle_deg"] > 90
