@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from .._io import atomic_write_text
-from . import CLIError, add_jax_options, preset_spec
+from . import CLIError, add_jax_options, check_out_dir, preset_spec
+from ._sweep import add_distributed_options, start_distributed
 
 
 def register(sub) -> None:
@@ -29,8 +30,10 @@ def register(sub) -> None:
     p.add_argument(
         "--preset",
         default=None,
-        help="tiny, quick (collapsed starts + healthy-start cells; minutes on 2 CPU cores), "
-        "healthy (the healthy-start FaceNet-regime cells alone), full (GPU), figure-quick, figure",
+        metavar="NAME",
+        help="one of: tiny (seconds; tests), quick (collapsed starts + healthy-start cells; "
+        "minutes on 2 CPU cores), healthy (the healthy-start FaceNet-regime cells alone), "
+        "full (GPU), figure-quick, figure (the registered figures); default: quick",
     )
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
@@ -38,32 +41,69 @@ def register(sub) -> None:
         "--seeds", type=int, default=None, help="number of seeds (default: the preset's)"
     )
     p.add_argument(
-        "--no-resume", action="store_true", help="start afresh instead of skipping finished cells"
+        "--force",
+        "--no-resume",
+        dest="force",
+        action="store_true",
+        help="start afresh: delete the rows, tables, histories and figures of a previous run in "
+        "--out (by default a run resumes, skipping finished cells, and refuses a folder whose "
+        "run had other settings)",
     )
     p.add_argument("--no-figures", action="store_true", help="do not draw the figures")
     p.add_argument(
         "--max-cells", type=int, default=None, help="stop after this many cells (resume later)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_distributed_options(p)
     add_jax_options(p, x64=False)
     p.set_defaults(func=run)
 
 
+# the options behind the settings a run folder records (geotrip.train._rundir)
+_OPTION_OF = {
+    "spec.name": "--preset",
+    "spec.n_seeds": "--seeds",
+    "seed0": "--seed",
+    "dtype": "--x64",
+}
+
+PRESET_NAMES = ("tiny", "quick", "healthy", "full", "figure-quick", "figure")
+"""The names listed by ``--preset``'s help (a test checks them against COLLAPSE_PRESETS)."""
+
+
 def run(args: argparse.Namespace) -> int:
+    from .._distributed import is_writer
     from ..train import COLLAPSE_PRESETS, run_collapse_sweep
+    from ..train._rundir import RunFolderError, describe_differences
 
     name, spec = preset_spec(args, COLLAPSE_PRESETS, min_seeds=1)
     if args.max_cells is not None and args.max_cells < 1:
         raise CLIError(f"--max-cells must be >= 1, got {args.max_cells}")
+    start_distributed(args)  # before any JAX computation
+    writer = is_writer()
+    if writer:  # the other processes write nothing
+        check_out_dir(args.out)
     t0 = time.perf_counter()
-    summary = run_collapse_sweep(
-        spec,
-        args.out,
-        seed0=args.seed,
-        resume=not args.no_resume,
-        progress=not args.no_progress,
-        max_cells=args.max_cells,
-    )
+    try:
+        summary = run_collapse_sweep(
+            spec,
+            args.out,
+            seed0=args.seed,
+            resume=not args.force,
+            progress=writer and not args.no_progress,
+            max_cells=args.max_cells,
+            distributed=True,
+        )
+    except RunFolderError as exc:
+        what = exc.what
+        if exc.differences:
+            what = f"with other settings ({describe_differences(exc.differences, _OPTION_OF)})"
+        raise CLIError(
+            f"--out {args.out} holds a collapse run {what}; --force starts afresh (deletes "
+            "its rows), or choose another --out"
+        ) from None
+    if not writer:
+        return 0
     secs = time.perf_counter() - t0
     print(
         f"collapse[{name}]: {summary['cells']}/{summary['cells_total']} cells "

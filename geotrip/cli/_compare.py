@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .._io import atomic_write_text
-from . import add_jax_options, preset_spec
+from . import add_jax_options, check_out_dir, preset_spec
 
 
 def register(sub) -> None:
@@ -23,8 +23,18 @@ def register(sub) -> None:
             "paired tests against chord_sq (compare.json, tuning.csv, scores.csv, figure)."
         ),
     )
-    p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--preset", default=None, help="tiny, quick (minutes on 2 CPU cores), full")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output folder (the outputs of a previous compare run there are replaced)",
+    )
+    p.add_argument(
+        "--preset",
+        default=None,
+        metavar="NAME",
+        help="one of: tiny, quick (minutes on 2 CPU cores), full; default: quick",
+    )
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
     p.add_argument("--seeds", type=int, default=None, help="retraining seeds (default: preset)")
@@ -37,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from ..train import COMPARE_PRESETS, run_compare
 
     name, spec = preset_spec(args, COMPARE_PRESETS, min_seeds=2)
+    # before computing; a run rewrites every output of a previous one in --out (it does not
+    # resume), so the folder never mixes two settings
+    check_out_dir(args.out)
     t0 = time.perf_counter()
     report = run_compare(spec, args.out, seed0=args.seed)
     print(f"compare[{name}] in {args.out} ({time.perf_counter() - t0:.1f} s)")

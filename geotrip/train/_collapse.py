@@ -28,10 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from .._distributed import allgather_objects
+from .._io import atomic_open, atomic_savez, atomic_write_text
 from .._numerics import float_dtype
 from .._provenance import provenance, write_provenance
 from ..core._distances import distance as get_distance
 from ._presets import COLLAPSE_PRESETS, CollapseSweep
+from ._rundir import open_run, record_cells
 from ._runner import train_grid
 from ._statistics import clopper_pearson_interval, mcnemar_exact, paired_outcomes, wilson_interval
 from ._steps import TrainSetup
@@ -63,14 +66,13 @@ def _append_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         with path.open() as fh:
             old = next(csv.reader(fh), [])
         if old != fields:  # new columns: rewrite the file once with the union of the columns
-            kept = list(csv.DictReader(path.open()))
+            with path.open(newline="") as fh:
+                kept = list(csv.DictReader(fh))
             fields = old + [f for f in fields if f not in old]
-            tmp = path.with_suffix(".csv.tmp")
-            with tmp.open("w", newline="") as fh:
+            with atomic_open(path, "w", newline="") as fh:
                 w = csv.DictWriter(fh, fieldnames=fields, restval="")
                 w.writeheader()
                 w.writerows(kept)
-            os.replace(tmp, path)
     with path.open("a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields, restval="")
         if new:
@@ -289,9 +291,7 @@ def collapse_summary(
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_fmt) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_fmt) + "\n")
 
 
 def _resolve_spec(spec: CollapseSweep | str) -> CollapseSweep:
@@ -301,19 +301,6 @@ def _resolve_spec(spec: CollapseSweep | str) -> CollapseSweep:
         return COLLAPSE_PRESETS[spec]
     except KeyError:
         raise ValueError(f"unknown preset {spec!r}; valid: {', '.join(COLLAPSE_PRESETS)}") from None
-
-
-def _finished_cells(out: Path, resume: bool) -> list[str]:
-    """The cells already done (``done.json``), or none (and old outputs removed) without resume."""
-    done_path, runs_path = out / "done.json", out / "runs.csv"
-    if resume and done_path.exists():
-        done = json.loads(done_path.read_text())["cells"]
-        return done if (not done or runs_path.exists()) else []
-    if not resume:
-        for p in (done_path, runs_path):
-            if p.exists():
-                p.unlink()
-    return []
 
 
 def _cell_setup(spec: CollapseSweep, cell) -> tuple[TrainSetup, dict[str, Any]]:
@@ -332,8 +319,8 @@ def _cell_setup(spec: CollapseSweep, cell) -> tuple[TrainSetup, dict[str, Any]]:
     return setup, g
 
 
-def _run_cell(out: Path, spec, cell, data, seeds, dtype) -> tuple[str, float]:
-    """Train one cell; append its rows and save its history. Returns ``(cell id, seconds)``."""
+def _train_cell(spec, cell, data, seeds, dtype) -> tuple[str, list[dict], dict, float]:
+    """Train one cell: ``(cell id, rows, history arrays, seconds)``."""
     regime, strategy, soft = cell
     setup, g = _cell_setup(spec, cell)
     task = g.get("task", regime)
@@ -361,9 +348,14 @@ def _run_cell(out: Path, spec, cell, data, seeds, dtype) -> tuple[str, float]:
         depth=0 if task == "features" else len(setup.hidden),
     )
     rows = [dict(about, **r, seconds=secs) for r in rows]
-    np.savez_compressed(out / "history" / f"{cid}.npz", **hist)
-    _append_csv(out / "runs.csv", rows)
-    return cid, secs
+    return cid, rows, {k: np.asarray(v) for k, v in hist.items()}, secs
+
+
+# outputs of a run besides done.json and runs.csv (deleted when a run starts afresh)
+_OUTPUTS = (
+    *("phase.csv", "phase_by_spread.csv", "summary.json", "provenance.json", "timing.json"),
+    "collapse_*.*",  # figures
+)
 
 
 def run_collapse_sweep(
@@ -375,39 +367,69 @@ def run_collapse_sweep(
     resume: bool = True,
     progress: bool = True,
     max_cells: int | None = None,
+    distributed: bool = False,
 ) -> dict[str, Any]:
     r"""Run a collapse sweep cell by cell, writing results incrementally to ``out_dir``.
 
     After each cell (task, strategy, soft) finishes, its rows are appended
     to ``runs.csv`` (one row per run, fsync'ed), its history to
     ``history/CELL.npz``, its id to ``done.json``, and ``phase.csv``,
-    ``phase_by_spread.csv`` and ``summary.json`` are rewritten. An interrupted sweep
-    keeps every finished cell; with ``resume`` a rerun skips them. ``provenance.json``
-    records the command, versions, device, git revision and the spec.
+    ``phase_by_spread.csv``, ``summary.json`` and ``provenance.json`` are rewritten
+    (atomically). An interrupted sweep keeps every finished cell; with ``resume`` a rerun
+    skips them. ``provenance.json`` records the command, versions, device, git revision,
+    the spec and the finished cells: it describes the rows that are there.
+
+    **Safe resume.** ``done.json`` records the settings that change the rows (the spec,
+    its seed count included, ``seed0`` and the float dtype) and the length of ``runs.csv``
+    after the last finished cell; resuming with other settings raises instead of mixing
+    rows of two settings, and the bytes of an append interrupted by a crash are dropped.
 
     Args:
       spec: a :class:`CollapseSweep` or a name in :data:`COLLAPSE_PRESETS`.
       out_dir: output folder.
       seed0: first seed.
-      resume: skip cells listed in ``done.json`` (otherwise start afresh).
+      dtype: float dtype of training (default: JAX's default float).
+      resume: skip cells listed in ``done.json``; otherwise start afresh (a previous run's
+        rows, tables, histories and figures in ``out_dir`` are deleted).
       progress: show tqdm progress bars.
-      max_cells: stop after this many newly run cells (for tests).
+      max_cells: stop after this many newly run cells (resume later).
+      distributed: in a run of several processes (:func:`geotrip.init_distributed`), the
+        cells still to run are dealt in rounds, one cell per process per round; each round's
+        rows and histories are gathered through JAX's collectives and process 0 writes them
+        in cell order, so the outputs equal the single-process run's (a cell's runs depend
+        only on its settings and seeds), but for the ``seconds`` column. The other processes
+        write nothing and return process 0's summary. Every process must call it.
 
     Returns:
-      The summary of :func:`collapse_summary`, plus ``"cells"``, ``"seconds"``.
+      The summary of :func:`collapse_summary`, plus ``"cells"``, ``"cells_total"``,
+      ``"seconds"``.
+
+    Raises:
+      RunFolderError: (a ``ValueError``) resuming a folder that holds a run with other
+        settings, with none recorded, or with a damaged ``runs.csv``.
     """
+    import jax
+
     spec = _resolve_spec(spec)
     out = Path(out_dir)
-    (out / "history").mkdir(parents=True, exist_ok=True)
-    runs_path = out / "runs.csv"
-    done = _finished_cells(out, resume)
+    count = jax.process_count() if distributed else 1
+    pid = jax.process_index() if distributed else 0
+    writer = pid == 0
+    settings = {"spec": spec.to_json(), "seed0": int(seed0), "dtype": str(float_dtype(dtype))}
+    done = open_run(out, settings, resume=resume, outputs=_OUTPUTS, distributed=distributed)
+    resumed = bool(done)
     params = {
-        "spec": spec.to_json(),
-        "seed0": seed0,
-        "dtype": str(float_dtype(dtype)),
+        **settings,
         "units": "reference: g / g'(pi/2); margins and learning rates comparable across distances",
+        "processes": count,
     }
-    write_provenance(out / "provenance.json", provenance(seed=seed0, extra=params))
+
+    def record():
+        extra = dict(params, cells_done=list(done), resumed=resumed)
+        write_provenance(out / "provenance.json", provenance(seed=seed0, extra=extra))
+
+    if writer:
+        record()
     datas = {
         t: make_task_data(
             spec.grids[t].get("task", t), seed=seed0, dtype=dtype, **dict(spec.data.get(t, {}))
@@ -415,28 +437,40 @@ def run_collapse_sweep(
         for t in spec.tasks
     }
     cells = spec.cells()
-    todo = [c for c in cells if _cell_id(c) not in done]
+    todo = [c for c in cells if _cell_id(c) not in done][:max_cells]
     t_start = time.perf_counter()
     bar = None
-    if progress:
+    if progress and writer:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc=f"collapse[{spec.name}]")
     seeds = np.arange(seed0, seed0 + spec.n_seeds)
-    for ran, cell in enumerate(todo):
-        if max_cells is not None and ran >= max_cells:
-            break
-        cid, secs = _run_cell(out, spec, cell, datas[cell[0]], seeds, dtype)
-        done.append(cid)
-        _write_json(out / "done.json", {"cells": done})
-        _write_tables(out, read_collapse_runs(runs_path))
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix_str(f"{cid} {secs:.1f}s")
+    for first in range(0, len(todo), count):
+        mine = todo[first + pid] if first + pid < len(todo) else None
+        got = _train_cell(spec, mine, datas[mine[0]], seeds, dtype) if mine else None
+        results = allgather_objects(got) if distributed else [got]
+        for cid, rows, hist, secs in (r for r in results if r is not None):
+            if writer:
+                atomic_savez(out / "history" / f"{cid}.npz", **hist)
+                _append_csv(out / "runs.csv", rows)
+            done.append(cid)
+            if writer:
+                record_cells(out, settings, done)
+                _write_tables(out, read_collapse_runs(out / "runs.csv"))
+                record()
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(f"{cid} {secs:.1f}s")
     if bar is not None:
         bar.close()
-    all_rows = read_collapse_runs(runs_path) if runs_path.exists() else []
-    summary = collapse_summary(all_rows) if all_rows else {}
+    if writer:
+        runs_path = out / "runs.csv"
+        all_rows = read_collapse_runs(runs_path) if runs_path.exists() else []
+        summary = collapse_summary(all_rows) if all_rows else {}
+    else:
+        summary = {}
+    if distributed:
+        summary = allgather_objects(summary)[0]
     summary.update(cells=len(done), cells_total=len(cells), seconds=time.perf_counter() - t_start)
     return summary
 
@@ -447,10 +481,8 @@ def _write_tables(out: Path, rows) -> None:
         ("phase_by_spread", ("regime", "task", "distance", "strategy", "soft", "spread")),
     ):
         table = collapse_phase_table(rows, by=by)
-        tmp = out / f"{name}.csv.tmp"
-        with tmp.open("w", newline="") as fh:
+        with atomic_open(out / f"{name}.csv", "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(table[0]))
             w.writeheader()
             w.writerows({k: _fmt(v) for k, v in r.items()} for r in table)
-        os.replace(tmp, out / f"{name}.csv")
     _write_json(out / "summary.json", collapse_summary(rows))
