@@ -318,6 +318,10 @@ def test_simplify_and_certify(both_result):
     assert c.decimals <= 6
     for a in ("angle_deg > 90", "step.delta_A < 0", "step.delta_B > 0"):
         assert a in c.content["assertions"]
+    with jax.enable_x64(False):  # JAX's default: certify computes its claims in float64 itself
+        c32 = gt.certify(s)
+        assert not jax.config.jax_enable_x64  # and leaves the setting as it was
+    assert c32.verification.ok and c32.content["claims"] == c.content["claims"]
 
 
 def test_one_triplet_bound_table():

@@ -259,17 +259,28 @@ def certify(
     Returns:
       A :class:`Certificate`; ``verification.ok`` tells whether the verifier accepted it.
 
+    Claims need float64: with ``jax_enable_x64`` off (JAX's default) they are computed
+    inside ``jax.enable_x64(True)``; the global setting is left as it was.
+
     Raises:
-      ValueError: if float64 is off, or no rounding up to ``max_decimals`` keeps the
-        property.
+      ValueError: no rounding up to ``max_decimals`` keeps the property.
 
     Example (not run as a doctest: compiling the claims takes several seconds; the tests
     run it): ``gt.certify(gt.search("angle", k=2, active="both"), "c.json")``.
     """
-    if not jax.config.jax_enable_x64:
-        raise ValueError(
-            "certify needs float64: enable it with jax.config.update('jax_enable_x64', True)"
-        )
+    if not jax.config.jax_enable_x64:  # claims need float64: compute them in an x64 context
+        with jax.enable_x64(True):
+            return certify(
+                result,
+                path,
+                decimals=decimals,
+                rows=rows,
+                max_decimals=max_decimals,
+                value_tolerance=value_tolerance,
+                threshold=threshold,
+                statement=statement,
+                provenance=provenance,
+            )
     X = np.asarray(result.points, np.float64)
     t = np.asarray(result.triplets)
     thr = _default_threshold(result.objective) if threshold is None else float(threshold)
