@@ -619,6 +619,24 @@ def test_cli_out_is_an_existing_file(tmp_path, capsys):
     assert err.strip() == f"geotrip figures: error: --out {f}: exists and is not a directory"
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sweep", "--family", "uniform", "--dim", "3", "--samples", "10"],
+        ["collapse", "--preset", "tiny"],
+        ["compare", "--quick"],
+        ["analyze", "--example"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_cli_out_checked_before_computing(tmp_path, capsys, argv):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, err = _cli([*argv, "--out", str(f)], capsys)
+    assert code == 2, err
+    assert err.strip() == f"geotrip {argv[0]}: error: --out {f}: exists and is not a directory"
+
+
 def test_cli_out_under_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")

@@ -8,7 +8,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import CLIError, add_jax_options
+from . import CLIError, add_jax_options, check_out_dir
 
 _STRATEGIES = ("batch_all", "batch_hard", "semihard", "hardest_negative", "easy", "random")
 
@@ -71,8 +71,7 @@ def register(sub) -> None:
 
 
 def _check_args(args) -> None:
-    if args.out.exists() and not args.out.is_dir():
-        raise CLIError(f"--out {args.out}: exists and is not a directory")
+    args.out = check_out_dir(args.out)  # exists or is created, and is writable
     if args.example:
         if args.embeddings is not None or args.labels is not None:
             raise CLIError("--example trains its own embeddings: drop --embeddings/--labels")

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import CLIError, add_jax_options
+from . import CLIError, add_jax_options, check_out_dir
 
 
 def _value(text: str):
@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint_seconds < 0:
         raise CLIError(f"--checkpoint-seconds must be >= 0, got {args.checkpoint_seconds}")
     start_distributed(args)
+    if is_writer():
+        args.out = check_out_dir(args.out)  # before any computation
     t0 = time.perf_counter()
     s = run_sweep(
         args.family,
