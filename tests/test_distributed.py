@@ -127,6 +127,37 @@ def test_search_two_processes_match_one(tmp_path):
     assert one["search"]["restarts"] == 7
 
 
+def _csv_without(path, column):
+    import csv
+
+    with path.open(newline="") as fh:
+        return [{k: v for k, v in r.items() if k != column} for r in csv.DictReader(fh)]
+
+
+@pytest.mark.slow
+def test_collapse_two_processes_match_one(tmp_path):
+    """geotrip collapse with its cells dealt over two processes (the tiny preset's two
+    cells: one each) writes the single-process rows (but for the per-cell ``seconds``
+    column), tables, summary and histories; process 1 writes nothing."""
+    base = ["--preset", "tiny", "--seeds", "2", "--no-figures"]
+    _run_one_then_two("collapse", base, tmp_path, "run", timeout=300)
+    one, two = tmp_path / "one" / "run", tmp_path / "p0" / "run"
+    rows = _csv_without(one / "runs.csv", "seconds")
+    assert len(rows) == 2 * 3 * 2 * 2  # cells x distances x seeds x spreads
+    assert _csv_without(two / "runs.csv", "seconds") == rows
+    for name in ("phase.csv", "phase_by_spread.csv", "summary.json"):
+        assert (two / name).read_bytes() == (one / name).read_bytes(), name
+    d1, d2 = (json.loads((d / "done.json").read_text()) for d in (one, two))
+    assert d2["cells"] == d1["cells"] and d2["settings"] == d1["settings"]
+    for h in sorted((one / "history").glob("*.npz")):
+        a, b = np.load(h), np.load(two / "history" / h.name)
+        assert sorted(a) == sorted(b), h.name
+        for k in a:  # bit for bit (NaN included)
+            assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), (h.name, k)
+    prov = json.loads((two / "provenance.json").read_text())["parameters"]
+    assert prov["processes"] == 2 and prov["cells_done"] == d1["cells"]
+
+
 class _Stop(Exception):
     pass
 
