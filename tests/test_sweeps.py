@@ -37,7 +37,7 @@ def test_closed_form_matches_autodiff(dim, dists):
     # operations compiled for one pair serve the next
     a, p, n = gt.uniform_sphere(jax.random.key(dim), (3, 200), dim)
     margins = (0.5, 0.4)
-    r1 = gt.gradient_angles(a, p, n, distances=dists, margins=margins)
+    r1 = gt.gradient_angles(a, p, n, distances=dists, margins=margins, method="autodiff")
     r2 = gt.gradient_angles_closed_form(a, p, n, distances=dists, margins=margins)
     assert set(r1) == set(r2)
     np.testing.assert_array_equal(r1["active/A"], r2["active/A"])
@@ -54,7 +54,7 @@ def test_closed_form_matches_autodiff(dim, dists):
 def test_closed_form_blocked_path():
     # the blocked evaluation (two passes in a loop over row blocks), under jit, with a batch
     # shape, gives the values of the fused path on each half (the shapes of the test above)
-    from geotrip.sweeps._closed_form import _closed_form
+    from geotrip.core._closed_form import _closed_form
 
     a, p, n = gt.uniform_sphere(jax.random.key(3), (3, 2, 200), 3)
     A, B = (gt.distance(d) for d in PAIRS[0])
@@ -86,7 +86,7 @@ def test_closed_form_near_degenerate_float32():
     # reference: float64 autodiff on the very float32 triplet (rounding moves p by ~6e-8,
     # a relative change of the tangent directions of ~6e-8/eps), re-normalised in float64
     a64, p64, n64 = (gt.normalize(x.astype(jnp.float64)) for x in (a32, p32, n32))
-    ref = gt.gradient_angles(a64, p64, n64, margins=(4.5, 3.5))
+    ref = gt.gradient_angles(a64, p64, n64, margins=(4.5, 3.5), method="autodiff")
     got = gt.gradient_angles_closed_form(a32, p32, n32, margins=(4.5, 3.5))
     for k in ("riemannian/anchor", "riemannian/joint", "raw/joint", "raw/negative"):
         for half in (slice(0, 100), slice(100, 200)):
@@ -95,6 +95,29 @@ def test_closed_form_near_degenerate_float32():
         ok = np.asarray(ref["defined/" + k]) & np.asarray(got["defined/" + k])
         assert got[k].dtype == jnp.float32
         np.testing.assert_allclose(np.asarray(got[k])[ok], np.asarray(ref[k])[ok], atol=2e-4)
+
+
+def test_closed_form_near_coplanar_float32():
+    """float32, d = 3, a, p, n nearly on one great circle (psi ~ 1e-5 .. 1e-2): the Gram
+    matrix is nearly singular and its quadratic forms lost up to 1.57 rad in the anchor angles
+    before these triplets were repaired (_repair); against float64 autodiff on the same points."""
+    psi = jnp.tile(jnp.geomspace(1e-5, 1e-2, 20), 20)
+    tp, tn = (jnp.repeat(jnp.linspace(lo, hi, 20), 20) for lo, hi in ((0.4, 2.6), (2.7, 0.3)))
+    few = gt.rotated_triplet(jax.random.key(5), tp, tn, psi, dim=3)
+    rest = gt.uniform_sphere(jax.random.key(6), (3, 360), 3)
+    mixed = [jnp.concatenate([x[:40], y]) for x, y in zip(few, rest)]  # 40 of 400 repaired
+    for triplets in (mixed, few):  # gathered, and all of them (more than the gather bound)
+        a32, p32, n32 = (x.astype(jnp.float32).reshape(2, 200, 3) for x in triplets)
+        got = gt.gradient_angles_closed_form(a32, p32, n32, margins=(4.5, 3.5))
+        for half in range(2):
+            # the 200-row float64 reference reuses the compilations of the tests above
+            x64 = (gt.normalize(x[half].astype(jnp.float64)) for x in (a32, p32, n32))
+            ref = gt.gradient_angles(*x64, margins=(4.5, 3.5), method="autodiff")
+            for k in gt.GRADIENT_ANGLE_KEYS:
+                ok = np.asarray(ref["defined/" + k]) & np.asarray(got["defined/" + k][half])
+                assert ok.mean() > 0.95
+                err = np.abs(np.asarray(got[k][half])[ok] - np.asarray(ref[k])[ok])
+                assert err.max() < 2e-2, (k, float(err.max()))
 
 
 def test_sweep_prefix_property_and_progress(capsys):

@@ -60,7 +60,7 @@ def copy_bandwidth(nbytes: int, *, reps: int = 5) -> float:
 
 
 # ---------------------------------------------------------------------------------------
-# (c) NumPy: the closed form of geotrip.sweeps._closed_form, for chord_sq (A) vs geodesic (B)
+# (c) NumPy: the closed form of geotrip.core._closed_form, for chord_sq (A) vs geodesic (B)
 # ---------------------------------------------------------------------------------------
 
 
@@ -266,14 +266,14 @@ def run(
         f"(read + write, {copy_bytes / 2**20:.0f} MiB np.copyto)"
     )
     closed = jax.jit(lambda a, p, n: gt.gradient_angles_closed_form(a, p, n))
-    from ..sweeps._closed_form import _gram_sums
+    from ..core._closed_form import _gram_sums
 
     # the closed form's single pass over the data alone (the twelve fused sums), to show where
     # the time goes: the rest is O(1) work per configuration
     one_pass = jax.jit(
         lambda a, p, n: (lambda B: (B[0].g11, B[0].g22, B[0].g12, B[1], B[2]))(_gram_sums(a, p, n))
     )
-    autodiff = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n))
+    autodiff = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n, method="autodiff"))
     rows = []
     for d in (sizes or {}).get("dims", DIMS):
         N = min(n_cap, elems // d)

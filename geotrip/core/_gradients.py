@@ -223,6 +223,7 @@ def gradient_angles(
     distances: Sequence[str | Distance] = ("chord_sq", "geodesic"),
     margins: Sequence[float | Array] = (0.2, 0.2),
     soft: bool = False,
+    method: str = "closed_form",
 ) -> dict[str, Array]:
     r"""Angles (radians) between the gradients of two triplet losses A and B.
 
@@ -251,6 +252,15 @@ def gradient_angles(
       distances: the pair (A, B) of distance names or :class:`geotrip.Distance`.
       margins: the pair of margins (in each distance's own units).
       soft: soft margin for both losses.
+      method: ``"closed_form"`` (default, every distance: one pass over ``a, p, n`` and
+        :math:`O(1)` work per triplet, see :mod:`geotrip.sweeps._closed_form`; raw gradients
+        of a user distance with its own ambient form by autodiff) or ``"autodiff"``
+        (``jax.grad`` of both losses, projected and compared as d-vectors: the reference the
+        tests compare the closed form with). They agree to rounding; in float32 both lose
+        accuracy where the gradients nearly cancel (measured on 10^6 uniform triplets in
+        d = 3 against float64: at most 0.013 rad closed form, 0.018 rad autodiff). The hinge
+        activity of the closed form uses the profile of the accurate angle, so the two can
+        differ for triplets within rounding of the hinge boundary.
 
     >>> import jax, jax.numpy as jnp, geotrip as gt
     >>> a, p, n = gt.parametric_triplet(0.5, 0.3, 2.0, dim=8, key=jax.random.key(0))
@@ -264,6 +274,16 @@ def gradient_angles(
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
     mA, mB = _margin_pair(margins)
     a, p, n = check_triplet_inputs(a, p, n)
+    if method == "closed_form":
+        from ._closed_form import _closed_form  # imports this module
+
+        return _closed_form(a, p, n, dA, dB, mA, mB, soft)
+    if method != "autodiff":
+        raise ValueError(f"method must be 'closed_form' or 'autodiff', got {method!r}")
+    return _gradient_angles_autodiff(a, p, n, dA, dB, mA, mB, soft)
+
+
+def _gradient_angles_autodiff(a, p, n, dA, dB, mA, mB, soft):
     gA = _raw_triplet_grads(a, p, n, dA, mA, soft)
     gB = _raw_triplet_grads(a, p, n, dB, mB, soft)
     out: dict[str, Array] = {}

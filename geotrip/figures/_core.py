@@ -132,7 +132,7 @@ def angle_map_data(
     @jax.jit
     def angles(psi):
         a, p, n = parametric_triplet(tap, tan, jnp.full_like(tap, psi), dim=dim)
-        return gradient_angles(a, p, n, distances=distances, margins=margins)
+        return gradient_angles(a, p, n, distances=distances, margins=margins, method="autodiff")
 
     for psi in psis_deg:
         r = angles(np.deg2rad(psi))

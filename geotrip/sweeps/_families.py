@@ -17,12 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._numerics import float_dtype
+from ..core._closed_form import _closed_form
 from ..core._distances import distance as get_distance
 from ..core._geometry import angle
 from ..core._gradients import _pair, gradient_angles
 from ..core._mining import MINING_STRATEGIES, mine_triplets
 from ..core._samplers import clustered_batch, rotated_triplet, spherical_cap, uniform_sphere
-from ._closed_form import _closed_form
 
 __all__ = ["SWEEP_FAMILIES", "family_sampler", "triplet_metric"]
 
@@ -273,7 +273,9 @@ def triplet_metric(
         if method == "closed_form":
             out = _closed_form(a, p, n, dA, dB, mA, mB, soft)
         else:
-            out = gradient_angles(a, p, n, distances=(dA, dB), margins=(mA, mB), soft=soft)
+            out = gradient_angles(
+                a, p, n, distances=(dA, dB), margins=(mA, mB), soft=soft, method="autodiff"
+            )
         out["config/theta_ap"] = angle(a, p)
         out["config/theta_an"] = angle(a, n)
         return out
