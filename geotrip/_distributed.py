@@ -6,8 +6,8 @@ computations over a mesh of those devices exchange data with JAX's collectives (
 GPUs, ICI on TPUs, Gloo between CPU processes). geotrip's sweep engine spreads its fixed
 tiles over that mesh, so a sweep gives bitwise the same numbers whatever the number of
 processes; process 0 writes the outputs. ``geotrip search`` splits its restarts and
-``geotrip collapse`` its cells between the processes (:func:`process_share`) and gathers
-the results with :func:`allgather_objects`.
+``geotrip collapse`` its cells between the processes (``process_share``) and gathers
+the results with ``allgather_objects``.
 """
 
 from __future__ import annotations

@@ -405,8 +405,9 @@ def run_collapse_sweep(
       ``"seconds"``.
 
     Raises:
-      RunFolderError: (a ``ValueError``) resuming a folder that holds a run with other
-        settings, with none recorded, or with a damaged ``runs.csv``.
+      ValueError: (a ``RunFolderError``, whose ``differences`` list the differing
+        settings) resuming a folder that holds a run with other settings, with none
+        recorded, or with a damaged ``runs.csv``.
     """
     import jax
 
