@@ -228,3 +228,23 @@ def test_distributed_settings_errors(monkeypatch):
     monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
     with pytest.raises(ValueError, match="JAX_NUM_PROCESSES"):
         gt.init_distributed()
+
+
+def test_cli_distributed_settings_errors_are_one_line(tmp_path, capsys, monkeypatch):
+    """search and collapse take the sweep's distributed options; a bad setting is one line
+    with exit status 2, before any computation or file."""
+    from geotrip.cli import main
+
+    for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(var, raising=False)
+    dist = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"]
+    for cmd in (
+        ["search", "--out", str(tmp_path / "o" / "c.json")],
+        ["collapse", "--out", str(tmp_path / "o")],
+    ):
+        assert main([*cmd, *dist]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "process_id must be in [0, 2), got 2" in err and "\n" not in err
+        assert main([*cmd, "--coordinator", "127.0.0.1:1"]) == 2
+        assert "needs the coordinator" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
