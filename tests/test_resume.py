@@ -114,6 +114,22 @@ def test_cli_refuses_other_settings_before_training(tmp_path, capsys):
     assert json.loads((out / "done.json").read_text())["cells"] == ["features__x"]
 
 
+def test_collapse_and_compare_do_not_share_a_folder(tmp_path, capsys):
+    """Each command's provenance.json would overwrite the other's: refused both ways, in one
+    line, before computing; --force does not help."""
+    (tmp_path / "cmp").mkdir()
+    (tmp_path / "cmp" / "compare.json").write_text("{}")
+    with pytest.raises(RunFolderError, match=r"another command \(compare.json\)"):
+        open_folder(tmp_path / "cmp", _settings(), resume=False, foreign=("compare.json",))
+    base = ["--preset", "tiny", "--no-progress", "--no-figures", "--force"]
+    assert main(["collapse", "--out", str(tmp_path / "cmp"), *base]) == 2
+    err = capsys.readouterr().err
+    assert "outputs of another command (compare.json)" in err and "--force" not in err
+    _finished_folder(tmp_path / "col", _settings())
+    assert main(["compare", "--preset", "tiny", "--out", str(tmp_path / "col")]) == 2
+    assert "holds the outputs of geotrip collapse (done.json, runs.csv)" in capsys.readouterr().err
+
+
 def test_cli_out_checked_before_computing(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     for cmd in ("collapse", "compare"):

@@ -97,11 +97,10 @@ def run(args: argparse.Namespace) -> int:
     except RunFolderError as exc:
         what = exc.what
         if exc.differences:
-            what = f"with other settings ({describe_differences(exc.differences, _OPTION_OF)})"
-        raise CLIError(
-            f"--out {args.out} holds a collapse run {what}; --force starts afresh (deletes "
-            "its rows), or choose another --out"
-        ) from None
+            diff = describe_differences(exc.differences, _OPTION_OF)
+            what = f"a collapse run with other settings ({diff})"
+        hint = "--force starts afresh (deletes its rows), or " if exc.fresh_start_helps else ""
+        raise CLIError(f"--out {args.out} holds {what}; {hint}choose another --out") from None
     if not writer:
         return 0
     secs = time.perf_counter() - t0

@@ -356,6 +356,7 @@ _OUTPUTS = (
     *("phase.csv", "phase_by_spread.csv", "summary.json", "provenance.json", "timing.json"),
     "collapse_*.*",  # figures
 )
+_FOREIGN = ("compare.json", "tuning.csv", "scores.csv")  # geotrip compare's outputs
 
 
 def run_collapse_sweep(
@@ -417,7 +418,9 @@ def run_collapse_sweep(
     pid = jax.process_index() if distributed else 0
     writer = pid == 0
     settings = {"spec": spec.to_json(), "seed0": int(seed0), "dtype": str(float_dtype(dtype))}
-    done = open_run(out, settings, resume=resume, outputs=_OUTPUTS, distributed=distributed)
+    done = open_run(
+        out, settings, resume=resume, outputs=_OUTPUTS, foreign=_FOREIGN, distributed=distributed
+    )
     resumed = bool(done)
     params = {
         **settings,

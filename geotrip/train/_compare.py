@@ -260,13 +260,24 @@ def run_compare(
     ``out_dir`` receives ``compare.json`` (per task: each distance's tuned setting,
     held-out Recall@1 and MAP@R with 95% t intervals over ``n_seeds`` seeds, the paired
     comparisons against the first distance; the protocol; provenance), ``tuning.csv``
-    (every tuning run) and ``scores.csv`` (every retrained run).
+    (every tuning run) and ``scores.csv`` (every retrained run). A rerun replaces them all
+    (there is no resume), so the folder never mixes two settings.
+
+    Raises:
+      ValueError: ``out_dir`` holds a collapse run (``done.json`` or ``runs.csv``), whose
+        provenance would be overwritten.
     """
     if isinstance(spec, str):
         if spec not in COMPARE_PRESETS:
             raise ValueError(f"unknown preset {spec!r}; valid: {', '.join(COMPARE_PRESETS)}")
         spec = COMPARE_PRESETS[spec]
     out = Path(out_dir)
+    other = [name for name in ("done.json", "runs.csv") if (out / name).exists()]
+    if other:  # its provenance.json would then describe this run, not the collapse rows
+        raise ValueError(
+            f"{out} holds the outputs of geotrip collapse ({', '.join(other)}); "
+            "use another folder for compare"
+        )
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     report: dict[str, Any] = {"preset": spec.name, "tasks": {}, "protocol": _PROTOCOL}

@@ -38,24 +38,38 @@ RUNS = "runs.csv"
 
 
 class RunFolderError(ValueError):
-    """A run folder that cannot be resumed with these settings (start afresh instead).
+    """A run folder that cannot be resumed with these settings (start afresh instead), or
+    that holds another command's outputs.
 
     Attributes:
       folder: the run folder.
-      what: what is wrong, e.g. ``"with other settings (spec.n_seeds: 2 recorded, 3 now)"``.
+      what: what it holds, e.g. ``"a collapse run with other settings (spec.n_seeds: 2
+        recorded, 3 now)"``.
       differences: ``[(setting, recorded, requested), ...]`` (empty when the folder records
         no settings or is damaged).
+      fresh_start_helps: whether starting afresh (deleting the old rows) resolves it.
     """
 
-    def __init__(self, folder, what: str, differences: Sequence[tuple[str, Any, Any]] = ()):
+    def __init__(
+        self,
+        folder,
+        what: str,
+        differences: Sequence[tuple[str, Any, Any]] = (),
+        fresh_start_helps: bool = True,
+    ):
         self.folder, self.what, self.differences = Path(folder), what, list(differences)
-        super().__init__(
-            f"{folder} holds a collapse run {what}; resuming would mix its rows with these "
-            "settings' (start afresh, which deletes its rows, or use another folder)"
+        self.fresh_start_helps = fresh_start_helps
+        hint = (
+            "resuming would mix its rows with these settings' (start afresh, which deletes "
+            "its rows, or use another folder)"
+            if fresh_start_helps
+            else "use another folder"
         )
+        super().__init__(f"{folder} holds {what}; {hint}")
 
     def __reduce__(self):  # travels pickled between processes
-        return type(self), (self.folder, self.what, self.differences)
+        args = (self.folder, self.what, self.differences, self.fresh_start_helps)
+        return type(self), args
 
 
 _FIRST = ("spec.name", "spec.n_seeds", "seed0", "dtype")
@@ -118,6 +132,7 @@ def open_run(
     *,
     resume: bool,
     outputs: Sequence[str] = (),
+    foreign: Sequence[str] = (),
     distributed: bool = False,
 ) -> list[str]:
     """:func:`open_folder` by process 0, which creates ``out/history``; in a run of several
@@ -130,7 +145,7 @@ def open_run(
     if writer:
         try:
             (out / "history").mkdir(parents=True, exist_ok=True)
-            got = open_folder(out, settings, resume=resume, outputs=outputs)
+            got = open_folder(out, settings, resume=resume, outputs=outputs, foreign=foreign)
         except RunFolderError as exc:
             got = exc
     if distributed:
@@ -146,8 +161,12 @@ def open_folder(
     *,
     resume: bool,
     outputs: Sequence[str] = (),
+    foreign: Sequence[str] = (),
 ) -> list[str]:
     """Prepare ``out`` for a run with ``settings``; returns the cells already finished.
+
+    A folder holding one of the files ``foreign`` (another command's outputs, e.g.
+    ``compare.json``) is refused, resume or not: its provenance would be overwritten.
 
     With ``resume`` and a ``done.json`` recording the same ``settings``: the finished
     cells, ``runs.csv`` cut back to the recorded length (the bytes of an interrupted
@@ -162,18 +181,24 @@ def open_folder(
         shorter than recorded (damaged).
     """
     done_path, runs_path = out / DONE, out / RUNS
+    other = [name for name in foreign if (out / name).exists()]
+    if other:
+        what = f"the outputs of another command ({', '.join(other)})"
+        raise RunFolderError(out, what, fresh_start_helps=False)
     if resume and done_path.exists():
         record = json.loads(done_path.read_text())
         if "settings" not in record:
-            raise RunFolderError(out, "without recorded settings (written by an older geotrip)")
+            what = "a collapse run without recorded settings (written by an older geotrip)"
+            raise RunFolderError(out, what)
         diff = settings_differences(record["settings"], settings)
         if diff:
-            raise RunFolderError(out, f"with other settings ({describe_differences(diff)})", diff)
+            what = f"a collapse run with other settings ({describe_differences(diff)})"
+            raise RunFolderError(out, what, diff)
         cells = list(record["cells"])
         size = int(record.get("runs_csv_bytes", 0))
         have = runs_path.stat().st_size if runs_path.exists() else 0
         if have < size:
-            what = f"whose runs.csv is shorter than recorded ({have} < {size} bytes)"
+            what = f"a collapse run whose runs.csv is shorter than recorded ({have} < {size} B)"
             raise RunFolderError(out, what)
         if have > size:
             with runs_path.open("r+b") as fh:  # an interrupted append: drop its bytes
