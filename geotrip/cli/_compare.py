@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def register(sub) -> None:
         description=(
             "For each task and distance: tune learning rate x margin on a validation split of "
             "the training data (the test split is not read), retrain at the tuned setting with "
-            "--seeds seeds, and report held-out Recall@1 and MAP@R with 95%% intervals and "
+            "--seeds seeds, and report held-out Recall@1 and MAP@R with 95% intervals and "
             "paired tests against chord_sq (compare.json, tuning.csv, scores.csv, figure)."
         ),
     )
@@ -33,7 +34,9 @@ def register(sub) -> None:
         "--preset",
         default=None,
         metavar="NAME",
-        help="one of: tiny, quick (minutes on 2 CPU cores), full; default: quick",
+        help="one of: tiny (seconds), quick (digits and clusters, about 15 min on 2 CPU cores), "
+        "digits_wide (the digits over a 4 x 4 grid bracketing quick's optima), full (sized for "
+        "a GPU); default: quick",
     )
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
@@ -66,7 +69,23 @@ def run(args: argparse.Namespace) -> int:
             if pc:
                 d = pc["map_at_r"]
                 line += f"  dMAP@R={d['mean_diff']:+.3f} p={d['p_sign_flip']:.3g}"
+            if e["at_grid_edge"]:
+                line += f"  [tuned at the grid's {' and '.join(e['at_grid_edge'])}]"
             print(line)
+    edges = sorted(
+        {
+            d
+            for rep in report["tasks"].values()
+            for d, e in rep["distances"].items()
+            if e.get("at_grid_edge")
+        }
+    )
+    if edges:
+        print(
+            f"warning: {', '.join(edges)} tuned at an end of the grid: the best setting may lie "
+            "outside it; widen --preset's grid before concluding",
+            file=sys.stderr,
+        )
     if not args.no_figures:
         from ..figures._compare import plot_compare
 

@@ -40,7 +40,14 @@ from ._statistics import mean_interval, paired_comparison
 from ._steps import TrainSetup
 from ._tasks import TaskData, make_task_data
 
-__all__ = ["CompareSpec", "COMPARE_PRESETS", "tuning_split", "tune_distances", "run_compare"]
+__all__ = [
+    "CompareSpec",
+    "COMPARE_PRESETS",
+    "grid_edges",
+    "tuning_split",
+    "tune_distances",
+    "run_compare",
+]
 
 SCORES = ("recall_at_1", "map_at_r")
 
@@ -128,6 +135,20 @@ COMPARE_PRESETS: dict[str, CompareSpec] = {
         setup=_MLP,
         data={"clusters": dict(n_classes=8, cluster_size=64, dim=32, label_noise=0.1)},
     ),
+    # the digits of "quick" with a grid that brackets every distance's optimum of "quick"
+    # (there, every distance chose the largest lr and the squared ones the smallest margin)
+    "digits_wide": CompareSpec(
+        name="digits_wide",
+        tasks=("digits",),
+        distances=tuple(DISTANCES),
+        lrs=(1e-3, 3e-3, 1e-2, 3e-2),
+        margins=(0.01, 0.02, 0.05, 0.2),
+        tune_seeds=2,
+        n_seeds=10,
+        steps=300,
+        eval_every=100,
+        setup=_MLP,
+    ),
     "full": CompareSpec(
         name="full",
         tasks=("digits", "clusters"),
@@ -201,11 +222,30 @@ def tune_distances(
         tuned[dist] = {
             "lr": best[0],
             "margin": best[1],
+            "at_grid_edge": grid_edges(best, spec),
             "validation": {
                 k: float(np.mean([r[f"final_{k}"] for r in cells[best]])) for k in SCORES
             },
         }
     return tuned, rows
+
+
+def grid_edges(setting: tuple[float, float], spec: CompareSpec) -> list[str]:
+    """Which ends of the tuning grid a tuned ``(lr, margin)`` sits on, e.g.
+    ``["largest lr"]``: the optimum may lie outside the grid (widen it before concluding).
+    A grid axis of one value is not reported (it is not tuned).
+
+    >>> spec = COMPARE_PRESETS["quick"]
+    >>> grid_edges((3e-3, 0.05), spec)
+    ['largest lr', 'smallest margin']
+    """
+    out = []
+    for name, v, axis in (("lr", setting[0], spec.lrs), ("margin", setting[1], spec.margins)):
+        if len(axis) > 1 and v == min(axis):
+            out.append(f"smallest {name}")
+        elif len(axis) > 1 and v == max(axis):
+            out.append(f"largest {name}")
+    return out
 
 
 def _retrain(spec: CompareSpec, data: TaskData, tuned, seeds) -> dict[str, dict[str, np.ndarray]]:
@@ -236,7 +276,10 @@ def _task_report(spec, tuned, scores) -> dict[str, Any]:
     rep: dict[str, Any] = {"distances": {}, f"paired_vs_{base}": {}}
     for dist in spec.distances:
         s = scores[dist]
-        entry = {"tuned": {"lr": tuned[dist]["lr"], "margin": tuned[dist]["margin"]}}
+        entry = {
+            "tuned": {"lr": tuned[dist]["lr"], "margin": tuned[dist]["margin"]},
+            "at_grid_edge": tuned[dist].get("at_grid_edge", []),
+        }
         for k in SCORES:
             mi = mean_interval(s[k])
             entry[k] = {"mean": mi["mean"], "ci95": mi["ci95"], "n_seeds": mi["n"]}
