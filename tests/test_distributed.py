@@ -158,6 +158,41 @@ def test_collapse_two_processes_match_one(tmp_path):
     assert prov["processes"] == 2 and prov["cells_done"] == d1["cells"]
 
 
+@pytest.mark.slow
+def test_collapse_refusal_reaches_every_process(tmp_path):
+    """Process 0 refuses its folder (a run with other settings); the refusal travels to
+    process 1 through the collective, so both exit 2 in one line instead of waiting."""
+    import dataclasses
+
+    from geotrip.train import COLLAPSE_PRESETS
+    from geotrip.train._rundir import record_cells
+
+    spec = dataclasses.replace(COLLAPSE_PRESETS["tiny"], n_seeds=2)
+    (tmp_path / "p0" / "run").mkdir(parents=True)
+    settings = {"spec": spec.to_json(), "seed0": 0, "dtype": "float32"}
+    record_cells(tmp_path / "p0" / "run", settings, [])
+    dist = ["--coordinator", f"127.0.0.1:{_free_port()}", "--num-processes", "2"]
+    procs = []
+    try:
+        for i in range(2):
+            args = ["--preset", "tiny", "--out", str(tmp_path / f"p{i}" / "run"), *dist]
+            procs.append(
+                _launch([*args, "--process-id", str(i)], tmp_path, f"p{i}", command="collapse")
+            )
+        for p, _ in procs:
+            p.wait(timeout=120)
+    finally:
+        for p, log in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            log.close()
+    for i, (p, _) in enumerate(procs):
+        text = (tmp_path / f"p{i}.log").read_text()
+        assert p.returncode == 2, text
+        assert "--seeds: 2 recorded, 3 now" in text and "Traceback" not in text
+
+
 class _Stop(Exception):
     pass
 
