@@ -19,7 +19,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "add_jax_options", "check_out_dir", "CLIError"]
+__all__ = [
+    "main",
+    "build_parser",
+    "add_jax_options",
+    "add_distributed_options",
+    "start_distributed",
+    "check_out_dir",
+    "CLIError",
+]
 
 # One line per subcommand module.
 _COMMAND_MODULES = (
@@ -215,3 +223,33 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def add_distributed_options(p: argparse.ArgumentParser) -> None:
+    """``--coordinator``, ``--num-processes``, ``--process-id``, ``--cluster``: a run over
+    several processes on JAX's distributed runtime (see :func:`geotrip.init_distributed`)."""
+    g = p.add_argument_group(
+        "several processes",
+        "run the same command in every process; process 0 writes the outputs. Also from "
+        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.",
+    )
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    g.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    g.add_argument("--process-id", type=int, metavar="I", help="this process, 0 <= I < N")
+    g.add_argument(
+        "--cluster",
+        action="store_true",
+        help="let JAX detect the processes (SLURM, Open MPI, Cloud TPU pods, Kubernetes)",
+    )
+
+
+def start_distributed(args: argparse.Namespace) -> dict:
+    """Join the multi-process run the options describe (nothing for a single process)."""
+    from .._distributed import init_distributed
+
+    try:
+        return init_distributed(
+            args.coordinator, args.num_processes, args.process_id, auto=args.cluster
+        )
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None

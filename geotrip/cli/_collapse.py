@@ -9,8 +9,14 @@ import time
 from pathlib import Path
 
 from .._io import atomic_write_text
-from . import CLIError, add_jax_options, check_out_dir, preset_spec
-from ._sweep import add_distributed_options, start_distributed
+from . import (
+    CLIError,
+    add_distributed_options,
+    add_jax_options,
+    check_out_dir,
+    preset_spec,
+    start_distributed,
+)
 
 
 def register(sub) -> None:

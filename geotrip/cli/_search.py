@@ -7,8 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from . import CLIError, add_jax_options, check_out_dir
-from ._sweep import add_distributed_options, start_distributed
+from . import CLIError, add_distributed_options, add_jax_options, check_out_dir, start_distributed
 
 
 def register(sub) -> None:
