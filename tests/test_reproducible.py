@@ -93,11 +93,13 @@ def _assert_same_certificate(new: dict, ref: dict, *, rel: float) -> None:
             assert got == value, key
 
 
-def test_weights_figure_reproduces_the_committed_files(tmp_path):
-    from geotrip.figures import make_figures
+def test_weights_figure_reproduces_the_committed_files(tmp_path, capsys):
+    from geotrip.cli import main
 
-    make_figures(["weights"], out_dir=tmp_path, log=lambda s: None)
+    assert main(["figures", "--only", "weights", "--out", str(tmp_path)]) == 0
     _compare_figure(tmp_path, "weights")
+    # conftest sets XLA_FLAGS (optimisation level 0): the command says it may change results
+    assert "XLA_FLAGS='" in capsys.readouterr().err and os.environ["XLA_FLAGS"]
     log = json.loads((tmp_path / "run_log.json").read_text())  # the run details went here
     assert log["figures"][0]["name"] == "weights" and log["run"]["cpu_count"] == os.cpu_count()
     assert "run_log.json" in (ROOT / ".gitignore").read_text().split()
