@@ -52,25 +52,35 @@ def test_closed_form_matches_autodiff(dim, dists):
 
 
 def test_closed_form_blocked_path():
-    # the blocked evaluation (two passes in a loop over row blocks), under jit, with a batch
-    # shape, gives the values of the fused path on each half (the shapes of the test above)
+    # the blocked evaluation (two passes in a loop over row blocks, in the Gram basis), under
+    # jit, with a batch shape, gives the values of the small-input path (gradients as d-vectors)
+    # on each half (the shapes of the test above)
     from geotrip.core._closed_form import _closed_form
 
-    a, p, n = gt.uniform_sphere(jax.random.key(3), (3, 2, 200), 3)
     A, B = (gt.distance(d) for d in PAIRS[0])
     run = jax.jit(lambda a, p, n: _closed_form(a, p, n, A, B, 0.5, 0.4, False, block=128))
-    blocked = run(a, p, n)
-    for half in range(2):
-        flat = gt.gradient_angles_closed_form(
-            a[half], p[half], n[half], distances=PAIRS[0], margins=(0.5, 0.4)
-        )
-        assert set(blocked) == set(flat)
-        for k, v in flat.items():
-            assert blocked[k].shape == (2, 200)
-            if v.dtype == bool:
-                np.testing.assert_array_equal(blocked[k][half], v)
-            else:
-                np.testing.assert_allclose(blocked[k][half], v, atol=1e-12, equal_nan=True)
+    uniform = gt.uniform_sphere(jax.random.key(3), (3, 2, 200), 3)
+    # nearly on one great circle (psi down to 1e-10): the Gram matrix is nearly singular and
+    # these triplets are recomputed (_repair: 40 of them gathered; all 400: every one)
+    psi = jnp.tile(jnp.geomspace(1e-10, 1e-6, 20), 20)
+    tp, tn = (jnp.repeat(jnp.linspace(lo, hi, 20), 20) for lo, hi in ((0.4, 2.6), (2.7, 0.3)))
+    coplanar = [
+        x.reshape(2, 200, 3) for x in gt.rotated_triplet(jax.random.key(5), tp, tn, psi, dim=3)
+    ]
+    mixed = [jnp.concatenate([x[:, :20], y[:, 20:]], axis=1) for x, y in zip(coplanar, uniform)]
+    for (a, p, n), atol in ((uniform, 1e-12), (mixed, 1e-7), (coplanar, 1e-7)):
+        blocked = run(a, p, n)
+        for half in range(2):
+            flat = gt.gradient_angles_closed_form(
+                a[half], p[half], n[half], distances=PAIRS[0], margins=(0.5, 0.4)
+            )
+            assert set(blocked) == set(flat)
+            for k, v in flat.items():
+                assert blocked[k].shape == (2, 200)
+                if v.dtype == bool:
+                    np.testing.assert_array_equal(blocked[k][half], v)
+                else:
+                    np.testing.assert_allclose(blocked[k][half], v, atol=atol, equal_nan=True)
 
 
 def test_closed_form_near_degenerate_float32():
@@ -97,6 +107,7 @@ def test_closed_form_near_degenerate_float32():
         np.testing.assert_allclose(np.asarray(got[k])[ok], np.asarray(ref[k])[ok], atol=2e-4)
 
 
+@pytest.mark.slow
 def test_closed_form_near_coplanar_float32():
     """float32, d = 3, a, p, n nearly on one great circle (psi ~ 1e-5 .. 1e-2): the Gram
     matrix is nearly singular and its quadratic forms lost up to 1.57 rad in the anchor angles

@@ -71,26 +71,18 @@ class _Basis:
         return jnp.maximum(self.dot(c, c), jnp.zeros_like(self.g11))
 
 
-class _AmbientBasis(_Basis):
-    r"""The same coefficients, with quadratic forms evaluated on the vectors themselves:
-    :math:`\|c_0 a + c_1 \delta_p + c_2 \delta_n\|^2` (``O(d)`` per form). ``apn``: the
-    inputs ``(..., d)``; :math:`\delta_x = x - \sigma_x a` with the signs of the Gram pass,
-    less its radial rounding error (as in :func:`_gram_sums`)."""
-
-    def __init__(self, g11, g22, g12, sp, sn, apn):
-        super().__init__(g11, g22, g12, sp, sn)
-        a, p, n = apn
-        dot = lambda x, y: jnp.sum(x * y, axis=-1, keepdims=True)
-        deltas = []
-        for x, s in ((p, sp), (n, sn)):
-            s = s[..., None]
-            d = jnp.where(s > 0, x - a, x + a)
-            deltas.append(d - (dot(a, d) + s * dot(d, d) / 2) * a)
-        self.vecs = (a, *deltas)
-
-    def sq(self, c):
-        v = sum(x[..., None] * b for x, b in zip(c, self.vecs))
-        return jnp.sum(v * v, axis=-1)
+def _ambient_basis(apn, sp, sn):
+    r"""The basis vectors :math:`(a, \delta_p, \delta_n)`, each ``(..., d)``, of
+    ``apn = (a, p, n)``: :math:`\delta_x = x - \sigma_x a` with the signs ``sp, sn`` of the
+    Gram pass, less its radial rounding error (as in :func:`_gram_sums`)."""
+    a, p, n = apn
+    dot = lambda x, y: jnp.sum(x * y, axis=-1, keepdims=True)
+    deltas = []
+    for x, s in ((p, sp), (n, sn)):
+        s = s[..., None]
+        d = jnp.where(s > 0, x - a, x + a)
+        deltas.append(d - (dot(a, d) + s * dot(d, d) / 2) * a)
+    return (a, *deltas)
 
 
 def _vec(*cs):
@@ -266,19 +258,27 @@ def _raw_chord(B, t_ap, t_an, s):
 _RAW_COEFS = {"chord_sq": _raw_chord_sq, "cosine": _raw_cosine, "chord": _raw_chord}
 
 
-def _coef_angle(B, u, v):
-    """Angle between the vectors with coefficients u, v (tuples of blocks); NaN where one is
-    zero. Kahan's formula with both arguments scaled by |u| |v| > 0, which needs no division:
-    theta = 2 atan2(| |v| u - |u| v |, | |v| u + |u| v |)."""
-    nu = safe_sqrt(sum(B.sq(x) for x in u))
-    nv = safe_sqrt(sum(B.sq(x) for x in v))
-    su = [_scale(nv, x) for x in u]
-    sv = [_scale(nu, x) for x in v]
-    dm = safe_sqrt(sum(B.sq(_sub(x, y)) for x, y in zip(su, sv)))
-    dp = safe_sqrt(sum(B.sq(_add(x, y)) for x, y in zip(su, sv)))
-    th = 2 * _atan2_nonneg(dm, dp)
-    ok = (nu > 0) & (nv > 0)
-    return jnp.where(ok, th, jnp.full_like(th, jnp.nan)), ok
+def _coef_angles(B, pairs):
+    """Angles between the vectors with coefficients u, v (tuples of blocks), for each pair
+    ``(u, v)``; NaN where one is zero. Kahan's formula with both arguments scaled by
+    |u| |v| > 0, which needs no division: theta = 2 atan2(| |v| u - |u| v |, | |v| u + |u| v |).
+    """
+    n2 = iter([B.sq(x) for u, v in pairs for x in (*u, *v)])
+    norms = [
+        (safe_sqrt(sum(next(n2) for _ in u)), safe_sqrt(sum(next(n2) for _ in v))) for u, v in pairs
+    ]
+    terms = []
+    for (u, v), (nu, nv) in zip(pairs, norms):
+        su, sv = [_scale(nv, x) for x in u], [_scale(nu, x) for x in v]
+        terms += [_sub(x, y) for x, y in zip(su, sv)] + [_add(x, y) for x, y in zip(su, sv)]
+    q = iter([B.sq(x) for x in terms])
+    out = []
+    for (u, _), (nu, nv) in zip(pairs, norms):
+        dm, dp = (safe_sqrt(sum(next(q) for _ in u)) for _ in range(2))
+        th = 2 * _atan2_nonneg(dm, dp)
+        ok = (nu > 0) & (nv > 0)
+        out.append((jnp.where(ok, th, jnp.full_like(th, jnp.nan)), ok))
+    return out
 
 
 _BLOCK = 4096
@@ -287,8 +287,9 @@ _BLOCK = 4096
 def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK):
     """The eight angles and masks for triplets ``a, p, n`` of shape ``(..., d)``.
 
-    Fewer than ``2 * _MIN_BLOCK`` triplets: the quadratic forms are evaluated on the
-    vectors themselves (:class:`_AmbientBasis`, ``O(d)`` per form; accurate everywhere).
+    Fewer than ``2 * _MIN_BLOCK`` triplets: the gradients are formed as d-vectors and their
+    angles taken there, as in the autodiff path (``O(d)`` per angle; no loss of accuracy
+    where the Gram matrix is nearly singular).
     Otherwise two passes over row blocks (``lax.fori_loop``). Pass 1 reads ``a, p, n`` (the
     fused Gram sums) and writes 15 scalars per triplet (the Gram entries, both angles, each
     loss's hinge argument, slope and pair weights); pass 2 computes the eight angles from them.
@@ -323,10 +324,10 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK):
     return {k: v.reshape(lead) for k, v in out.items()}
 
 
-# Relative size of sin^2(psi) (psi: the angle between the tangents u_{a->p}, u_{a->n}) below
-# which a triplet is recomputed by _repair, in units of the dtype's epsilon (float32: 2.4e-4,
-# psi < 0.9 deg; float64: 4.5e-13).
-_ILL_EPS = 2.0**12
+# sin^2(psi) (psi: the angle between the tangents u_{a->p}, u_{a->n}) below which _repair
+# recomputes a triplet: sqrt(eps) of the dtype (float32: 3.5e-4, psi < 1.1 deg; float64:
+# 1.5e-8, psi < 1.2e-4 rad). The Gram path's error there is about eps / sin^2(psi) rad, so at
+# most about sqrt(eps) above it (measured: 1.3e-4 rad at psi = 1e-6 in float64).
 # _repair gathers up to max(_MIN_REPAIR, size // (_REPAIR_SHARE * ceil(d / 4))) triplets
 # (float32 d = 3: 1/32 of them, about 3x the share of uniform random triplets it repairs;
 # the bound shrinks with d, as each repaired triplet costs O(d)); more (near-coplanar data,
@@ -346,13 +347,13 @@ def _ill_conditioned(base):
     s2n = g22 * (1 - g22 / 4)
     t = g12 - (sp * g11 / 2) * (sn * g22 / 2)  # tangent parts' inner product
     prod = s2p * s2n
-    tau = _ILL_EPS * jnp.finfo(g11.dtype).eps
+    tau = math.sqrt(jnp.finfo(g11.dtype).eps)
     return (prod > 0) & (prod - t * t < tau * prod)
 
 
 def _repair(out, scal, apn, dA, dB, soft):
     """Recompute the ill-conditioned triplets (:func:`_ill_conditioned`) with the quadratic
-    forms evaluated on the vectors (:class:`_AmbientBasis`): the cancellation then happens
+    gradients formed as d-vectors (:func:`_ambient_basis`): the cancellation then happens
     once, on d-vectors, as in the autodiff path. Rows ``(size,)``, inputs ``(size, d)``. A
     fixed number of them is gathered (``lax.switch``: under ``vmap`` every branch runs)."""
     size, d = apn[0].shape
@@ -405,29 +406,33 @@ def _pass1(a, p, n, dA, dB, mA, mB, soft):
 def _pass2(scal, dA, dB, soft, custom_inputs=None, ambient=None):
     """The eight angles from pass 1's scalars; ``custom_inputs = (a, p, n, mA, mB)`` for
     a distance whose raw gradient needs autodiff of its ambient form (without them the raw
-    angles of such a distance are left out); ``ambient = (a, p, n)`` to evaluate the
-    quadratic forms on the vectors (:class:`_AmbientBasis`)."""
+    angles of such a distance are left out); ``ambient = (a, p, n)`` to form the gradients
+    as d-vectors (:func:`_ambient_basis`) and take their angles there, as autodiff does."""
     (g11, g22, g12, sp, sn, t_ap, t_an), scA, scB = scal
-    if ambient is None:
-        B = _Basis(g11, g22, g12, sp, sn)
-    else:
-        B = _AmbientBasis(g11, g22, g12, sp, sn, ambient)
+    B = _Basis(g11, g22, g12, sp, sn)
     dirs = _directions(B)
     rA, wA = _coef_grads(B, t_ap, t_an, dA, scA, dirs)
     rB, wB = _coef_grads(B, t_ap, t_an, dB, scB, dirs)
+    blocks = ("anchor", "positive", "negative")
+    kinds = [("riemannian", rA, rB)] + (
+        [("raw", wA, wB)] if wA is not None and wB is not None else []
+    )
+    names, pairs = [], []
+    for kind, gA, gB in kinds:
+        names += [f"{kind}/{b}" for b in blocks] + [f"{kind}/joint"]
+        pairs += [((gA[i],), (gB[i],)) for i in range(3)] + [(gA, gB)]
+    if ambient is None:
+        angles = _coef_angles(B, pairs)
+    else:  # the gradients as d-vectors (blocks (..., d), joint (..., 3d)), as autodiff has them
+        basis = _ambient_basis(ambient, sp, sn)
+        vec = lambda u: jnp.concatenate(
+            [sum(c[..., None] * b for c, b in zip(x, basis)) for x in u], -1
+        )
+        angles = [_masked_angle(vec(u), vec(v)) for u, v in pairs]
     out: dict[str, Array] = {}
-    for block, i in (("anchor", 0), ("positive", 1), ("negative", 2)):
-        th, ok = _coef_angle(B, (rA[i],), (rB[i],))
-        out[f"riemannian/{block}"], out[f"defined/riemannian/{block}"] = th, ok
-    th, ok = _coef_angle(B, rA, rB)
-    out["riemannian/joint"], out["defined/riemannian/joint"] = th, ok
-    if wA is not None and wB is not None:
-        for block, i in (("anchor", 0), ("positive", 1), ("negative", 2)):
-            th, ok = _coef_angle(B, (wA[i],), (wB[i],))
-            out[f"raw/{block}"], out[f"defined/raw/{block}"] = th, ok
-        th, ok = _coef_angle(B, wA, wB)
-        out["raw/joint"], out["defined/raw/joint"] = th, ok
-    elif custom_inputs is not None:  # a user distance: raw gradients by autodiff
+    for name, (th, ok) in zip(names, angles):
+        out[name], out["defined/" + name] = th, ok
+    if len(kinds) == 1 and custom_inputs is not None:  # raw gradients by autodiff
         a, p, n, mA, mB = custom_inputs
         gA = _raw_triplet_grads(a, p, n, dA, mA, soft)
         gB = _raw_triplet_grads(a, p, n, dB, mB, soft)
