@@ -35,7 +35,7 @@ def register(sub) -> None:
         default=None,
         metavar="NAME",
         help="one of: tiny (seconds), quick (digits and clusters, about 15 min on 2 CPU cores), "
-        "digits_wide (the digits over a 5 x 5 grid bracketing quick's optima), full (sized for "
+        "digits_wide (the digits over a 5 x 6 grid bracketing quick's optima), full (sized for "
         "a GPU); default: quick",
     )
     p.add_argument("--quick", action="store_true", help="same as --preset quick")
