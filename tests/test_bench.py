@@ -60,6 +60,7 @@ def test_suite_runs_with_tiny_sizes():
         "copy_bytes": 2**22,
         "reps": 1,
         "dims": (8,),
+        "small_n": 1024,  # N itself: the programs compiled for the main rows serve
     }
     res = _angles.run(quick=True, log=lines.append, sizes=tiny)
     assert res["suite"] == "angles" and [r["dim"] for r in res["rows"]] == [8]
@@ -75,6 +76,8 @@ def test_suite_runs_with_tiny_sizes():
         assert row["ratios"]["closed_form_over_autodiff"] == pytest.approx(
             c["closed_form"] / c["autodiff"]
         )
+        small = row["small"]
+        assert small["N"] == 1024 and all(v > 0 for v in small.values())
     assert any("ratios" in s for s in lines)
     json.dumps(res)
 

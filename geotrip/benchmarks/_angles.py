@@ -3,14 +3,18 @@ r"""Throughput of the gradient-angle computation (``chord_sq`` vs ``geodesic``, 
 For :math:`d \in \{3, 128, 1024\}` in float32, configurations per second of
 
 (a) :func:`geotrip.gradient_angles_closed_form` (jit, one fused pass + O(1) per triplet),
-(b) :func:`geotrip.gradient_angles` (jit, autodiff),
+(b) :func:`geotrip.gradient_angles` (jit, ``method="autodiff"``; its default, the closed
+    form, is timed too: ``default``),
 (c) a NumPy implementation of the same closed form (:func:`numpy_closed_form`),
 (d) a PyTorch autograd implementation (:func:`torch_autograd`), only when torch is installed,
 (e) the memory-bandwidth limit for reading the inputs :math:`a, p, n`
     (:math:`12d` bytes per configuration), from a large NumPy array copy into a
     preallocated buffer timed in the same run (bandwidth = bytes read + written per second).
 
-Every timing is the best of several repetitions after a warm-up (compilation excluded).
+Every timing is the best of several repetitions after a warm-up (compilation excluded). At
+each d the closed form, the default path and the data pass alone are also timed on the first
+1,000 configurations (``small``: fixed per-call costs, inputs in cache), as ratios to the
+same read limit.
 The outputs of (a), (b), (c), (d) are checked against each other on the timed data.
 """
 
@@ -250,9 +254,18 @@ def run(
     n_cap = 2**18 if quick else 2**20  # at most this many configurations (d = 3)
     elems_ad = 2**18 if quick else 2**21  # smaller for the slower autodiff and torch paths
     reps = 3 if quick else 5
+    small_n = 1000  # issue 11's second size
     copy_bytes = 2**28  # 256 MiB: far beyond the caches
     if sizes:
-        unknown = set(sizes) - {"elems", "n_cap", "elems_ad", "copy_bytes", "reps", "dims"}
+        unknown = set(sizes) - {
+            "elems",
+            "n_cap",
+            "elems_ad",
+            "copy_bytes",
+            "reps",
+            "dims",
+            "small_n",
+        }
         if unknown:
             raise ValueError(f"unknown size key(s) {sorted(unknown)}")
         elems = sizes.get("elems", elems)
@@ -260,6 +273,7 @@ def run(
         elems_ad = sizes.get("elems_ad", elems_ad)
         copy_bytes = sizes.get("copy_bytes", copy_bytes)
         reps = sizes.get("reps", reps)
+        small_n = sizes.get("small_n", small_n)
     bw = copy_bandwidth(copy_bytes, reps=reps)
     log(
         f"copy bandwidth: {bw / 1e9:.2f} GB/s "
@@ -274,6 +288,7 @@ def run(
         lambda a, p, n: (lambda B: (B[0].g11, B[0].g22, B[0].g12, B[1], B[2]))(_gram_sums(a, p, n))
     )
     autodiff = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n, method="autodiff"))
+    default = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n))  # the closed form
     rows = []
     for d in (sizes or {}).get("dims", DIMS):
         N = min(n_cap, elems // d)
@@ -318,9 +333,24 @@ def run(
                 ref_cf,
                 atol=1e-3,
             )
+        if N >= small_n:  # the same kernels on a cache-sized input (fixed costs per call)
+            sa, sp_, sn = a[:small_n], p[:small_n], n[:small_n]
+            few = lambda f: _best(
+                lambda: jax.block_until_ready(f(sa, sp_, sn)), reps=reps, min_time=0.2
+            )
+            row["small"] = {
+                "N": small_n,
+                "closed_form_over_read_limit": small_n / few(closed) / limit,
+                "default_over_read_limit": small_n / few(default) / limit,
+                "data_pass_over_read_limit": small_n / few(one_pass) / limit,
+            }
+        row["configs_per_s"]["default"] = N / _best(
+            lambda: jax.block_until_ready(default(a, p, n)), reps=reps
+        )
         c = row["configs_per_s"]
         row["ratios"] = {
             "closed_form_over_read_limit": c["closed_form"] / limit,
+            "default_over_read_limit": c["default"] / limit,
             "data_pass_over_read_limit": c["closed_form_data_pass_only"] / limit,
             "closed_form_over_autodiff": c["closed_form"] / c["autodiff"],
             "closed_form_over_numpy": c["closed_form"] / c["numpy"],
@@ -333,6 +363,9 @@ def run(
         rat = ", ".join(f"{k} {v:.2f}" for k, v in row["ratios"].items())
         log(f"d={d:5d} N={N}: {msg}")
         log(f"        ratios: {rat}")
+        if "small" in row:
+            sm = ", ".join(f"{k} {v:.3g}" for k, v in row["small"].items())
+            log(f"        N = {small_n}: {sm}")
     import os
     import platform
 

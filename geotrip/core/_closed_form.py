@@ -284,7 +284,7 @@ def _coef_angles(B, pairs):
 _BLOCK = 4096
 
 
-def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK):
+def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK, repair: bool = True):
     """The eight angles and masks for triplets ``a, p, n`` of shape ``(..., d)``.
 
     Fewer than ``2 * _MIN_BLOCK`` triplets: the gradients are formed as d-vectors and their
@@ -297,11 +297,15 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK):
     re-evaluates g and g' (sin, cos, ...) inside each of the ~36 fusions that consume them.
     Blocks keep the O(1)-per-triplet temporaries in cache. Per-triplet margins and user
     distances of ambient kind ``custom`` (autodiff of the ambient form) take one fused pass.
-    Then the ill-conditioned triplets are recomputed (:func:`_repair`)."""
+    Then the ill-conditioned triplets are recomputed (:func:`_repair`).
+
+    ``repair=False``: the Gram basis only, for every size, as before the repair existed (the
+    sweeps' per-configuration metric, vmapped over one triplet at a time: ``O(1)`` per
+    triplet after the sums, and the numbers of the committed sweep figures)."""
     lead = a.shape[:-1]
     size = math.prod(lead)
     d = a.shape[-1]
-    if size < 2 * _MIN_BLOCK:
+    if size < 2 * _MIN_BLOCK and repair:
         scal = _pass1(a, p, n, dA, dB, mA, mB, soft)
         return _pass2(scal, dA, dB, soft, (a, p, n, mA, mB), ambient=(a, p, n))
     scalar_margins = all(jnp.ndim(m) == 0 for m in (mA, mB))
@@ -309,9 +313,11 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK):
     flat = lambda x: jnp.broadcast_to(x, lead + x.shape[len(lead) :]).reshape(
         (size,) + x.shape[len(lead) :]
     )
-    if not scalar_margins or custom:
+    if size < 2 * _MIN_BLOCK or not scalar_margins or custom:
         scal = _pass1(a, p, n, dA, dB, mA, mB, soft)
         out = _pass2(scal, dA, dB, soft, (a, p, n, mA, mB))
+        if not repair:
+            return out
         scal, out = jax.tree.map(flat, (scal, out))
         a, p, n = (x.reshape(size, d) for x in (a, p, n))
     else:
@@ -320,7 +326,8 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK):
         a, p, n = (x.reshape(size, d) for x in (a, p, n))
         scal = _blocked(lambda t: _pass1(*t, dA, dB, mA, mB, soft), (a, p, n), size, block)
         out = _blocked(lambda sc: _pass2(sc, dA, dB, soft), scal, size, block)
-    out = _repair(out, scal, (a, p, n), dA, dB, soft)
+    if repair:
+        out = _repair(out, scal, (a, p, n), dA, dB, soft)
     return {k: v.reshape(lead) for k, v in out.items()}
 
 
