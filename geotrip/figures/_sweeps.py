@@ -14,6 +14,7 @@ from .. import (
     active_set_disagreement,
     angle,
     clustered_batch,
+    gradient_angles_closed_form,
     match_margin,
     mine_triplets,
     uniform_sphere,
@@ -57,17 +58,6 @@ def _padded_batch(key, d, D):
     return X, y, mask
 
 
-def _angles(a, p, n):
-    """``gt.gradient_angles_closed_form(a, p, n, margins=ALWAYS_ACTIVE)`` in the Gram basis
-    without its near-coplanar repair, as the committed data were made (the default moves
-    them by at most 3.6e-14 degrees)."""
-    from ..core._closed_form import _closed_form
-    from ..core._distances import distance
-
-    A, B = distance("chord_sq"), distance("geodesic")
-    return _closed_form(a, p, n, A, B, *ALWAYS_ACTIVE, False, repair=False)
-
-
 def _metric(key, d, D):
     """Joint gradient angles of PER_BATCH uniform triplets and PER_BATCH triplets per strategy."""
     kb, km, ks, ku = jax.random.split(key, 4)
@@ -79,13 +69,15 @@ def _metric(key, d, D):
         score = jnp.where(ok, g, jnp.full_like(g, -jnp.inf))
         _, idx = jax.lax.top_k(score, min(PER_BATCH, ok.shape[0]))
         tt, vv = t[idx], ok[idx]
-        r = _angles(X[tt[:, 0]], X[tt[:, 1]], X[tt[:, 2]])
+        r = gradient_angles_closed_form(
+            X[tt[:, 0]], X[tt[:, 1]], X[tt[:, 2]], margins=ALWAYS_ACTIVE
+        )
         for kind in ("raw", "riemannian"):
             th = r[f"{kind}/joint"]
             out[f"{strategy}/{kind}"] = jnp.where(vv, th, jnp.full_like(th, jnp.nan))
     gu = jax.random.normal(ku, (3, PER_BATCH, D), X.dtype) * mask
     a, p, n = gu / jnp.linalg.norm(gu, axis=-1, keepdims=True)
-    r = _angles(a, p, n)
+    r = gradient_angles_closed_form(a, p, n, margins=ALWAYS_ACTIVE)
     for kind in ("raw", "riemannian"):
         out[f"uniform/{kind}"] = r[f"{kind}/joint"]
     return out
