@@ -47,6 +47,7 @@ counterexample search).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -92,9 +93,38 @@ def _pair(values, name):
     return tuple(values)
 
 
-def _margin_pair(margins):
+DEFAULT_MARGINS = (0.2, None)
+"""The default ``margins`` of the two-loss functions: A's is FaceNet's 0.2 (in A's units) and
+B's (``None``) is matched to it by ``slope_matched_margin`` (``chord_sq`` 0.2 ↔
+``geodesic`` 0.1): two losses are compared with margins in matching units unless both are
+given."""
+
+
+def slope_matched_margin(margin, source: Distance, target: Distance, theta=math.pi / 2):
+    r"""B's margin matching A's by the slope rule at :math:`	heta` (default :math:`\pi/2`):
+    :math:`m_B = m_A\, g_B'(	heta) / g_A'(	heta)`; a margin of A stays traced under ``jit``.
+
+    >>> import geotrip as gt
+    >>> slope_matched_margin(0.2, gt.distance("chord_sq"), gt.distance("geodesic"))
+    0.1
+    """
+    wa = source.weight_at(theta)
+    if wa == 0:
+        raise ValueError(
+            f"{source.name} has zero slope at theta={theta:.6g}: give both margins explicitly"
+        )
+    ratio = target.weight_at(theta) / wa
+    return round(margin * ratio, 15) if isinstance(margin, (int, float)) else margin * ratio
+
+
+def _margin_pair(margins, dA: Distance, dB: Distance):
+    """``(m_A, m_B)`` checked; ``m_B = None`` is slope-matched to ``m_A`` (see
+    ``DEFAULT_MARGINS``)."""
     pair = _pair(margins, "margins")
-    return check_margin(pair[0], "margins[0]"), check_margin(pair[1], "margins[1]")
+    mA = check_margin(pair[0], "margins[0]")
+    if pair[1] is None:
+        return mA, slope_matched_margin(mA, dA, dB)
+    return mA, check_margin(pair[1], "margins[1]")
 
 
 def _raw_triplet_grads(a, p, n, dist, margin, soft):
@@ -231,7 +261,7 @@ def gradient_angles(
     n: Array,
     *,
     distances: Sequence[str | Distance] = ("chord_sq", "geodesic"),
-    margins: Sequence[float | Array] = (0.2, 0.2),
+    margins: Sequence[float | Array | None] = DEFAULT_MARGINS,
     soft: bool = False,
     method: str = "closed_form",
 ) -> dict[str, Array]:
@@ -260,7 +290,10 @@ def gradient_angles(
     Args:
       a, p, n: unit vectors of shape ``(..., d)``.
       distances: the pair (A, B) of distance names or :class:`geotrip.Distance`.
-      margins: the pair of margins (in each distance's own units).
+      margins: the pair of margins, each in its distance's own units; B's may be ``None``
+        (the default, ``(0.2, None)``): matched to A's by the
+        slope rule at :math:`\pi/2` (:func:`geotrip.match_margin` with ``rule="slope"``),
+        so ``chord_sq`` 0.2 is compared with ``geodesic`` 0.1.
       soft: soft margin for both losses.
       method: ``"closed_form"`` (default; any distance; :mod:`geotrip.sweeps._closed_form`)
         or ``"autodiff"`` (``jax.grad`` of both losses: the tests' reference). They agree to
@@ -277,7 +310,7 @@ def gradient_angles(
     (True, True)
     """
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _margin_pair(margins)
+    mA, mB = _margin_pair(margins, dA, dB)
     a, p, n = check_triplet_inputs(a, p, n)
     if method not in ("closed_form", "autodiff"):
         raise ValueError(f"method must be 'closed_form' or 'autodiff', got {method!r}")
@@ -353,7 +386,7 @@ def batch_gradient_angle(
     triplets: Array,
     *,
     distances: Sequence[str | Distance] = ("chord_sq", "geodesic"),
-    margins: Sequence[float | Array] = (0.2, 0.2),
+    margins: Sequence[float | Array | None] = DEFAULT_MARGINS,
     riemannian: bool = True,
     soft: bool = False,
     mask: Array | None = None,
@@ -366,6 +399,9 @@ def batch_gradient_angle(
     default). Unlike a single triplet, a batch over shared points can give
     :math:`\phi > 90^\circ` even for ``chord_sq`` vs ``geodesic``.
 
+    ``margins`` as in :func:`geotrip.gradient_angles` (default ``(0.2, None)``: B's margin
+    slope-matched to A's).
+
     Returns:
       A scalar; NaN exactly when one of the two gradients is zero.
 
@@ -377,7 +413,7 @@ def batch_gradient_angle(
     4.061
     """
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _margin_pair(margins)
+    mA, mB = _margin_pair(margins, dA, dB)
     X, t, mask = check_batch_inputs(X, triplets, mask)
     return _batch_gradient_angle_jit(
         X, t, mA, mB, mask, dA=dA, dB=dB, soft=soft, riemannian=riemannian
@@ -401,7 +437,7 @@ def descent_disagreement(
     triplets: Array,
     *,
     distances: Sequence[str | Distance] = ("chord_sq", "geodesic"),
-    margins: Sequence[float | Array] = (0.2, 0.2),
+    margins: Sequence[float | Array | None] = DEFAULT_MARGINS,
     step: float | Array = 1e-3,
     soft: bool = False,
     mask: Array | None = None,
@@ -421,7 +457,8 @@ def descent_disagreement(
       ``step``, the Frobenius length of the tangent displacement before retraction.
 
     A step that lowers A and raises B is a *disagreement*. Zero gradients give a
-    zero direction (no step), so all outputs stay finite.
+    zero direction (no step), so all outputs stay finite. ``margins`` as in
+    :func:`geotrip.gradient_angles` (default ``(0.2, None)``: B's margin slope-matched to A's).
 
     Returns:
       A dict of scalars: ``"loss/A"``, ``"loss/B"``, ``"grad_norm/A"``,
@@ -433,7 +470,7 @@ def descent_disagreement(
       raises B), ``"disagree/along_B"``.
     """
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _margin_pair(margins)
+    mA, mB = _margin_pair(margins, dA, dB)
     X, t, mask = check_batch_inputs(X, triplets, mask)
     check_finite_scalar(step, "step")
     LA = lambda Y: _batch_loss(Y, t, dA, mA, soft, mask, "sum")

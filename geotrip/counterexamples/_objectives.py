@@ -59,7 +59,12 @@ from .._caches import bounded_cache
 from .._numerics import safe_div, safe_sqrt
 from ..core._distances import distance as get_distance
 from ..core._geometry import angle, vector_angle
-from ..core._gradients import batch_grads, triplet_grads_closed_form
+from ..core._gradients import (
+    DEFAULT_MARGINS,
+    _margin_pair,
+    batch_grads,
+    triplet_grads_closed_form,
+)
 from ._format import GRAD_TOL
 
 __all__ = [
@@ -271,7 +276,7 @@ def objective_function(
     triplets,
     *,
     distances=("chord_sq", "geodesic"),
-    margins=(0.2, 0.2),
+    margins=DEFAULT_MARGINS,
     soft: bool = False,
     active: str = "any",
     gap: float = 1e-3,
@@ -300,6 +305,7 @@ def objective_function(
     key_t = tuple(map(tuple, t_np.tolist()))
     dists = tuple(get_distance(d) for d in distances)
     check_active(active, gap, soft=soft, objective=objective)
+    margins = _margin_pair(margins, *dists)  # B's None: slope-matched to A's
     return _cached_objective(
         objective, key_t, dists, tuple(map(float, margins)), bool(soft), active, float(gap)
     )

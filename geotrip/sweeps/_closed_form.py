@@ -58,7 +58,7 @@ import jax
 
 from ..core._distances import Distance
 from ..core._distances import distance as get_distance
-from ..core._gradients import _gradient_angles_jit, _pair
+from ..core._gradients import DEFAULT_MARGINS, _gradient_angles_jit, _margin_pair, _pair
 from ..core._losses import check_triplet_inputs
 
 __all__ = ["gradient_angles_closed_form"]
@@ -72,7 +72,7 @@ def gradient_angles_closed_form(
     n: Array,
     *,
     distances: Sequence[str | Distance] = ("chord_sq", "geodesic"),
-    margins: Sequence[float | Array] = (0.2, 0.2),
+    margins: Sequence[float | Array | None] = DEFAULT_MARGINS,
     soft: bool = False,
 ) -> dict[str, Array]:
     r"""Same output as :func:`geotrip.gradient_angles`, from closed forms (module docstring).
@@ -105,6 +105,6 @@ def gradient_angles_closed_form(
     True
     """
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _pair(margins, "margins")
+    mA, mB = _margin_pair(margins, dA, dB)
     a, p, n = check_triplet_inputs(a, p, n)
     return _gradient_angles_jit(a, p, n, mA, mB, dA=dA, dB=dB, soft=soft, method="closed_form")

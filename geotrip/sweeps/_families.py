@@ -20,7 +20,7 @@ from .._numerics import float_dtype
 from ..core._closed_form import _closed_form
 from ..core._distances import distance as get_distance
 from ..core._geometry import angle
-from ..core._gradients import _pair, gradient_angles
+from ..core._gradients import DEFAULT_MARGINS, _margin_pair, _pair, gradient_angles
 from ..core._mining import MINING_STRATEGIES, mine_triplets
 from ..core._samplers import clustered_batch, rotated_triplet, spherical_cap, uniform_sphere
 
@@ -253,7 +253,7 @@ def triplet_metric(
     sampler,
     *,
     distances=("chord_sq", "geodesic"),
-    margins=(0.2, 0.2),
+    margins=DEFAULT_MARGINS,
     soft=False,
     method: str = "closed_form",
 ) -> Callable[[Array], dict[str, Array]]:
@@ -266,7 +266,7 @@ def triplet_metric(
     if method not in ("closed_form", "autodiff"):
         raise ValueError(f"method must be 'closed_form' or 'autodiff', got {method!r}")
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
-    mA, mB = _pair(margins, "margins")
+    mA, mB = _margin_pair(margins, dA, dB)
 
     def fn(key):
         a, p, n = sampler(key)

@@ -38,6 +38,7 @@ import numpy as np
 from .._validate import check_in_range, check_margin, is_concrete
 from ..core._distances import Distance
 from ..core._distances import distance as get_distance
+from ..core._gradients import DEFAULT_MARGINS, _margin_pair
 
 __all__ = [
     "MATCHING_RULES",
@@ -173,7 +174,7 @@ def active_set_disagreement(
     theta_an: Array,
     *,
     distances: Sequence[str | Distance] = ("chord_sq", "geodesic"),
-    margins: Sequence = (0.2, 0.2),
+    margins: Sequence = DEFAULT_MARGINS,
     mask: Array | None = None,
 ) -> dict[str, Array]:
     r"""Shares of triplets active under each hinge, and under one but not the other.
@@ -187,7 +188,8 @@ def active_set_disagreement(
 
     Args:
       theta_ap, theta_an: angles of the triplets, any one shape.
-      distances: (A, B); margins: (m_A, m_B) in each distance's units.
+      distances: (A, B); margins: (m_A, m_B) in each distance's units; ``m_B = None``
+        (the default, ``(0.2, None)``) is slope-matched to ``m_A`` at :math:`\pi/2`.
       mask: optional boolean array of the same shape (e.g. a miner's ``valid``).
 
     Returns:
@@ -198,6 +200,7 @@ def active_set_disagreement(
     if isinstance(margins, (str, Distance)) or len(margins) != 2:
         raise ValueError(f"margins must be a pair (m_A, m_B), got {margins!r}")
     A, B = (get_distance(d) for d in distances)
+    margins = _margin_pair(margins, A, B)  # B's None: slope-matched to A's
     tap, tan = jnp.asarray(theta_ap), jnp.asarray(theta_an)
     if tap.shape != tan.shape:
         raise ValueError(f"theta_ap and theta_an must have one shape, got {tap.shape}, {tan.shape}")
