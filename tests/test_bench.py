@@ -32,7 +32,7 @@ def _data(d, N=300, dtype=jnp.float64):
 @pytest.mark.parametrize("d", [3, 64])
 def test_numpy_peer_matches_closed_form(d):
     a, p, n = _data(d)
-    ref = gt.gradient_angles_closed_form(a, p, n)
+    ref = gt.gradient_angles_closed_form(a, p, n, margins=_angles.MARGINS)
     got = _angles.numpy_closed_form(np.asarray(a), np.asarray(p), np.asarray(n))
     for k in _angles.KEYS:
         np.testing.assert_allclose(got[k], ref[k], atol=1e-9, equal_nan=True)
@@ -41,7 +41,7 @@ def test_numpy_peer_matches_closed_form(d):
 def test_torch_peer_matches_autodiff():
     torch = pytest.importorskip("torch", reason="torch not installed (optional extra 'torch')")
     a, p, n = _data(16)
-    ref = gt.gradient_angles(a, p, n)
+    ref = gt.gradient_angles(a, p, n, margins=_angles.MARGINS)
     got = _angles.torch_autograd(torch, *(torch.from_numpy(np.array(x)) for x in (a, p, n)))
     for k in _angles.KEYS:
         r, g = np.asarray(ref[k]), got[k].numpy()
