@@ -5,10 +5,10 @@ reproduce a result: the command line, the seed, the package versions, the device
 used and the revision of the code. It holds nothing that changes from one run of the same
 code to the next (no time stamp, no host name, no CPU count, no absolute path), so a
 committed output that a rerun reproduces is rewritten byte for byte and ``git status``
-stays clean. Those details go to a run log instead (:func:`run_details`; ``geotrip
+stays clean. Those details go to a run log instead (``run_details``; ``geotrip
 figures`` writes ``OUT/run_log.json``, which git ignores).
 
-The code revision (:func:`git_revision`) is that of the *package source*, not of the
+The code revision (``git_revision``) is that of the *package source*, not of the
 checkout: the last commit that touched ``geotrip/`` or ``pyproject.toml`` (committing
 figures or documentation does not change it), whether those paths differ from that commit
 (``dirty``), and a digest of their content (the same code gives the same digest, committed
@@ -86,7 +86,7 @@ def git_revision() -> dict[str, Any]:
       ``{"revision": R, "dirty": D, "source_digest": S}``: ``R`` is the last commit that
       touched ``geotrip/`` or ``pyproject.toml`` (not ``HEAD``: a commit of figures, data or
       documentation leaves it unchanged); ``D`` is whether those paths differ from ``HEAD``
-      (modified, staged or untracked unignored files); ``S`` is :func:`source_digest`.
+      (modified, staged or untracked unignored files); ``S`` is ``source_digest()``.
       ``R`` and ``D`` are ``None`` when the code is not in a git work tree (an installed
       wheel, say).
     """
@@ -169,16 +169,16 @@ def provenance(
     Args:
       seed: the PRNG seed the result was drawn with (``None`` for deterministic results).
       command: the command line; defaults to ``sys.argv`` (made portable:
-        :func:`portable_command`).
+        ``portable_command``).
       extra: further fields (parameters of the run), merged in under ``"parameters"``.
       packages: further package names whose versions to record (e.g. ``("torch",)``).
-      run: also record :func:`run_details` under ``"run"``.
+      run: also record ``run_details`` under ``"run"``.
 
     Returns:
       A JSON-serialisable dict with keys ``command``, ``seed``, ``versions``, ``device``
       (backend, device kinds and count, float64 on or off, process count, ``XLA_FLAGS``),
       ``git``
-      (:func:`git_revision`), ``platform`` (operating system and machine architecture)
+      (``git_revision``), ``platform`` (operating system and machine architecture)
       and ``parameters`` (and ``run`` if asked).
     """
     record = {
