@@ -301,7 +301,7 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK, repair: boo
 
     ``repair=False``: the Gram basis only, for every size, as before the repair existed (the
     sweeps' per-configuration metric, vmapped over one triplet at a time: ``O(1)`` per
-    triplet after the sums, and the numbers of the committed sweep figures)."""
+    triplet after the sums, and the numbers of earlier ``geotrip sweep`` runs)."""
     lead = a.shape[:-1]
     size = math.prod(lead)
     d = a.shape[-1]
