@@ -713,3 +713,5 @@ def test_check_out_dir(tmp_path):
     assert list(new.iterdir()) == []  # the write probe leaves nothing behind
     with pytest.raises(CLIError, match="--json .*: no such directory"):
         check_out_dir(tmp_path / "missing", option="--json", create=False)
+    probe = tmp_path / "c" / "d"
+    assert check_out_dir(probe, keep=False) == probe and not (tmp_path / "c").exists()

@@ -67,12 +67,14 @@ def _setup_jax(args: argparse.Namespace) -> None:
     enable_compilation_cache()  # off with GEOTRIP_NO_COMPILATION_CACHE=1
 
 
-def check_out_dir(path, *, option: str = "--out", create: bool = True) -> Path:
+def check_out_dir(path, *, option: str = "--out", create: bool = True, keep: bool = True) -> Path:
     """Check, before any computation, that ``path`` is (or can be) a writable folder.
 
     Creates the folder (and its parents) when ``create``, then proves it is writable by
     creating and removing a temporary file in it (``os.access`` is not enough: it says
-    yes to root and knows nothing of read-only file systems).
+    yes to root and knows nothing of read-only file systems). With ``keep=False`` the
+    folders this call created are removed again (for a command that may still refuse its
+    inputs and should then leave nothing behind).
 
     Returns:
       ``path`` as a :class:`~pathlib.Path`.
@@ -84,9 +86,11 @@ def check_out_dir(path, *, option: str = "--out", create: bool = True) -> Path:
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise CLIError(f"{option} {out}: exists and is not a directory")
+    created = []
     if not out.exists():
         if not create:
             raise CLIError(f"{option} {out}: no such directory")
+        created = [p for p in (out, *out.parents) if not p.exists()]
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -98,6 +102,10 @@ def check_out_dir(path, *, option: str = "--out", create: bool = True) -> Path:
             pass
     except OSError as exc:
         raise CLIError(f"{option} {out}: not writable ({exc.strerror or exc})") from None
+    finally:
+        if not keep:
+            for p in created:  # innermost first; each is empty again
+                p.rmdir()
     return out
 
 

@@ -71,7 +71,7 @@ def register(sub) -> None:
 
 
 def _check_args(args) -> None:
-    args.out = check_out_dir(args.out)  # exists or is created, and is writable
+    check_out_dir(args.out, keep=False)  # a folder can be made and written; made when writing
     if args.example:
         if args.embeddings is not None or args.labels is not None:
             raise CLIError("--example trains its own embeddings: drop --embeddings/--labels")
