@@ -44,7 +44,12 @@ def register(sub) -> None:
     p.add_argument("--family", required=True, help=f"one of: {', '.join(SWEEP_FAMILIES)}")
     p.add_argument("--dim", type=int, nargs="+", required=True, metavar="D", help="dimension(s) d")
     p.add_argument(
-        "--samples", type=int, default=100_000, help="configurations per dimension (default 100000)"
+        "--samples",
+        type=int,
+        default=100_000,
+        help="configurations per dimension (default 100000); for --family clustered, batches: "
+        "every valid mined triplet of a batch counts once, so a batch weighs its number of "
+        "valid triplets (the summary reports num batches and triplets)",
     )
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -93,7 +98,12 @@ def register(sub) -> None:
         default="closed_form",
         help="gradient-angle path (default closed_form)",
     )
-    p.add_argument("--chunk-size", type=int, default=65536, help="configurations per compiled call")
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=65536,
+        help="configurations per compiled call (clustered: triplet slots, chunk/k batches)",
+    )
     p.add_argument("--save-arrays", action="store_true", help="also write arrays_d{D}.npz")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
@@ -173,8 +183,15 @@ def run(args: argparse.Namespace) -> int:
         rj, wj = e.get("riemannian/joint", {}), e.get("raw/joint", {})
         med = lambda x: f"{x['quantiles']['0.5']:.2f}°" if "quantiles" in x else "n/a"
         above = lambda x: f"{x['share_above']['90']:.4f}" if "share_above" in x else "n/a"
+        if "triplets" in e:
+            count = (
+                f"{e['num']} batches, {e['triplets']} valid triplets "
+                f"({e['triplets_per_second'] or 0:.3g}/s)"
+            )
+        else:
+            count = f"{e['num']} configs, {e['configs_per_second'] or 0:.3g}/s"
         print(
-            f"{args.family} d={d}: {e['num']} configs, {e['configs_per_second'] or 0:.3g}/s; "
+            f"{args.family} d={d}: {count}; "
             f"joint angle median riemannian {med(rj)}, raw {med(wj)}; share > 90°: "
             f"riemannian {above(rj)}, raw {above(wj)}; defined {rj.get('defined_share', 0):.3f}"
         )

@@ -2,7 +2,8 @@ r"""Named families of triplet configurations for sweeps, and the standard per-co
 triplet metric (gradient angles, hinge activities, the configuration's angles).
 
 Each family is one sampler builder ``(params, dim, dtype) -> (key -> (a, p, n))``, listed with
-its description and default parameters in :data:`SWEEP_FAMILIES`.
+its description and default parameters in :data:`SWEEP_FAMILIES`. The ``clustered`` family's
+sampler gives every triplet mined from one batch, ``key -> (a, p, n, valid)``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from ..core._closed_form import _closed_form
 from ..core._distances import distance as get_distance
 from ..core._geometry import angle
 from ..core._gradients import DEFAULT_MARGINS, _margin_pair, _pair, gradient_angles
-from ..core._mining import MINING_STRATEGIES, mine_triplets
+from ..core._mining import MINING_STRATEGIES, _pairs, mine_triplets
 from ..core._samplers import clustered_batch, rotated_triplet, spherical_cap, uniform_sphere
 
 __all__ = ["SWEEP_FAMILIES", "family_sampler", "triplet_metric"]
 
 Array = jax.Array
-Sampler = Callable[[Array], tuple[Array, Array, Array]]
+# key -> (a, p, n) of shape (d,), or (a, p, n, valid) of shapes (k, d) and (k,): k triplets
+Sampler = Callable[[Array], tuple[Array, ...]]
 
 
 # ----------------------------------------------------------------------------------------
@@ -114,25 +116,40 @@ def _clustered_settings(p, dim):
     return strategy, K, m, float(kappa)
 
 
-def _pick_valid(key, triplets, valid, X, dtype):
-    """One valid triplet uniformly at random (Gumbel trick; placeholders never win if any is
-    valid), as the points (a, p, n)."""
-    g = jax.random.gumbel(key, valid.shape, dtype)
-    i = jnp.argmax(jnp.where(valid, g, jnp.full_like(g, -jnp.inf)))
-    tri = triplets[i]
-    return X[tri[0]], X[tri[1]], X[tri[2]]
+def _possible_rows(strategy, K, m):
+    """Static indices of the rows of ``mine_triplets``' output that can be valid for a PK batch
+    with rows grouped by class (``labels = [0]*m + [1]*m + ...``, as
+    :func:`geotrip.clustered_batch` returns them): the others have no positive (or, for
+    ``batch_all``, a negative of the anchor's class) and are invalid for every batch.
+
+    Counts: ``batch_hard`` n; ``batch_all`` n (m-1) (n-m); the per-pair strategies n (m-1),
+    with n = K m."""
+    n = K * m
+    y = np.repeat(np.arange(K), m)
+    if strategy == "batch_hard":
+        return np.arange(n, dtype=np.int32)
+    a, o = _pairs(n)
+    if strategy == "batch_all":  # the enumeration of core._mining._mine
+        aa, pp = np.repeat(a, n - 1), np.repeat(o, n - 1)
+        qq = o.reshape(n, n - 1)[aa, np.tile(np.arange(n - 1), a.shape[0])]
+        ok = (y[aa] == y[pp]) & (y[aa] != y[qq])
+    else:
+        ok = y[a] == y[o]
+    return np.flatnonzero(ok).astype(np.int32)
 
 
 def _clustered_sampler(p, dim, dtype) -> Sampler:
     strategy, K, m, kappa = _clustered_settings(p, dim)
+    rows = _possible_rows(strategy, K, m)
 
     def sample(key):
-        kb, km, kc = jax.random.split(key, 3)
+        kb, km = jax.random.split(key, 3)[:2]  # the keys of the one-triplet version
         X, y = clustered_batch(
             kb, n_classes=K, per_class=m, dim=dim, concentration=kappa, dtype=dtype
         )
         t, ok = mine_triplets(X, y, strategy=strategy, distance="chord_sq", margin=0.2, key=km)
-        return _pick_valid(kc, t, ok, X, dtype)
+        t, ok = t[rows], ok[rows]
+        return X[t[:, 0]], X[t[:, 1]], X[t[:, 2]], ok
 
     return sample
 
@@ -184,8 +201,9 @@ SWEEP_FAMILIES: Mapping[str, _Family] = {
         ),
         _Family(
             "clustered",
-            "one triplet mined by `strategy` from a clustered PK batch "
-            "(n_classes x per_class, vMF `concentration`)",
+            "every valid triplet mined by `strategy` from a clustered PK batch "
+            "(n_classes x per_class, vMF `concentration`); one configuration = one batch, "
+            "each valid triplet counts once",
             {
                 "strategy": "batch_hard",
                 "n_classes": 8,
@@ -231,9 +249,17 @@ def family_sampler(name: str, *, dim: int, dtype=None, **params) -> Sampler:
     * ``clustered``: a PK batch from :func:`geotrip.clustered_batch` with
       ``n_classes`` × ``per_class`` points and vMF ``concentration`` (default
       :math:`(d-1)/\text{within\_angle}^2`, so the typical angle to the class centre
-      is ``within_angle`` whatever :math:`d`); one valid triplet is drawn uniformly
-      among those mined by ``strategy`` (:func:`geotrip.mine_triplets` with
-      ``chord_sq``, margin 0.2; ``random`` mining uses a derived key).
+      is ``within_angle`` whatever :math:`d`), mined by ``strategy``
+      (:func:`geotrip.mine_triplets` with ``chord_sq``, margin 0.2; ``random`` mining uses
+      a derived key). This sampler returns **every** mined triplet of the batch that can be
+      valid, ``key -> (a, p, n, valid)`` with ``a, p, n`` of shape ``(k, d)`` and the
+      miner's mask ``valid`` ``(k,)``: the rows of ``mine_triplets`` whose labels allow a
+      valid triplet, :math:`k = n` (``batch_hard``), :math:`n(m-1)(n-m)` (``batch_all``)
+      or :math:`n(m-1)` (the per-pair strategies), with :math:`n = Km`; the rows it drops
+      are invalid for every batch. :func:`triplet_metric` passes ``valid`` on, and the
+      summaries (:func:`geotrip.summarize`, :func:`geotrip.run_sweep`) count every valid
+      triplet once: a batch with more valid triplets weighs more, as in a loss averaged
+      over the valid triplets of the batches.
 
     Raises:
       ValueError: unknown family or parameter, ``dim`` below the family's minimum, or a
@@ -260,16 +286,18 @@ def triplet_metric(
     r"""Per-configuration metric ``key -> dict``: gradient angles (radians), activities,
     and the configuration's :math:`(\theta_{ap}, \theta_{an})`.
 
-    ``method`` is ``"closed_form"`` (:func:`geotrip.gradient_angles_closed_form`) or
-    ``"autodiff"`` (:func:`geotrip.gradient_angles`).
+    ``method`` is ``"closed_form"`` (:func:`geotrip.gradient_angles_closed_form`, in the
+    Gram basis for each triplet) or ``"autodiff"`` (:func:`geotrip.gradient_angles`).
+    A sampler that returns ``(a, p, n, valid)`` (``(k, d)`` and ``(k,)``: the
+    ``clustered`` family) gives every value with shape ``(k,)`` and the mask under the key
+    ``"valid"``; each triplet's values are those of the one-triplet metric on it.
     """
     if method not in ("closed_form", "autodiff"):
         raise ValueError(f"method must be 'closed_form' or 'autodiff', got {method!r}")
     dA, dB = (get_distance(d) for d in _pair(distances, "distances"))
     mA, mB = _margin_pair(margins, dA, dB)
 
-    def fn(key):
-        a, p, n = sampler(key)
+    def one(a, p, n):
         if method == "closed_form":
             # one triplet per call (the engine vmaps it): the Gram basis, O(1) after the sums
             out = _closed_form(a, p, n, dA, dB, mA, mB, soft, repair=False)
@@ -279,6 +307,15 @@ def triplet_metric(
             )
         out["config/theta_ap"] = angle(a, p)
         out["config/theta_an"] = angle(a, n)
+        return out
+
+    def fn(key):
+        drawn = sampler(key)
+        if len(drawn) == 3:
+            return one(*drawn)
+        a, p, n, valid = drawn
+        out = jax.vmap(one)(a, p, n)
+        out["valid"] = valid
         return out
 
     return fn

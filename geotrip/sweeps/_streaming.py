@@ -10,6 +10,12 @@ order statistics that ``numpy.quantile`` interpolates, so it is within half a bi
 ``config/...`` keys (angles in radians on :math:`[0, \pi]`) use the same bins on
 :math:`[0, \pi]` (error at most :math:`\pi/36000` rad); boolean keys count their share.
 
+A configuration may hold several triplets (``(n, k)`` arrays, the ``clustered`` family's
+mined batches) with a mask under the key ``valid``: then every value counts where its
+triplet is valid, each valid triplet once (counts, shares, extremes, sums and histograms
+are over valid triplets; ``num`` stays the number of configurations, ``triplets`` is the
+number of valid triplets and ``empty`` that of configurations without one).
+
 Memory is constant in the number of configurations. Counts are integers and the minimum
 and maximum are order independent; sums run over fixed tiles of 64 configurations, tile
 sums added one after the other in configuration order, so the final summary is bitwise the
@@ -33,11 +39,13 @@ _TILE = 64
 
 
 def _ordered_sum(total: float, values: np.ndarray) -> float:
-    """``total`` plus ``values`` (a chunk starting at a multiple of 64), summed tile by tile
-    in index order: the result does not depend on how the configurations were chunked."""
+    """``total`` plus ``values`` (a chunk starting at a multiple of 64, shape ``(n,)`` or
+    ``(n, k)``: k values per configuration), summed tile by tile of 64 configurations in
+    index order (row-major within a tile): the result does not depend on how the
+    configurations were chunked."""
     pad = (-len(values)) % _TILE
-    v = np.concatenate([values, np.zeros(pad)]) if pad else values
-    tiles = np.cumsum(v.reshape(-1, _TILE), axis=1)[:, -1]
+    v = np.concatenate([values, np.zeros((pad,) + values.shape[1:])]) if pad else values
+    tiles = np.cumsum(v.reshape(-1, _TILE * int(np.prod(v.shape[1:]))), axis=1)[:, -1]
     return float(np.cumsum(np.concatenate([[total], tiles]))[-1])
 
 
@@ -47,7 +55,7 @@ class _Hist:
     def __init__(self, hi: float, thresholds=()):
         self.hi = hi
         self.thresholds = tuple(thresholds)
-        self.n = 0  # configurations seen
+        self.n = 0  # configurations (triplets, with a mask: valid ones) seen
         self.count = 0  # defined values
         self.total = 0.0
         self.lo_val = np.inf
@@ -55,8 +63,10 @@ class _Hist:
         self.bins = np.zeros(FINE_BINS, np.int64)
         self.above = np.zeros(len(self.thresholds), np.int64)
 
-    def update(self, values: np.ndarray, ok: np.ndarray) -> None:
-        self.n += len(values)
+    def update(self, values: np.ndarray, ok: np.ndarray, seen: int) -> None:
+        """Add ``values`` where ``ok`` (same shape); ``seen`` values were drawn (the
+        denominator of the defined share)."""
+        self.n += seen
         x = values[ok]
         self.count += int(x.size)
         self.total = _ordered_sum(self.total, np.where(ok, values, 0.0))
@@ -122,30 +132,51 @@ class StreamingSummary:
         self.num = 0
         self.hists: dict[str, _Hist] = {}
         self.flags: dict[str, list[int]] = {}
+        self.masked = False  # chunks came with a mask "valid" (several triplets each)
+        self.triplets = 0  # valid triplets (with a mask)
+        self.empty = 0  # configurations without a valid triplet (with a mask)
 
     def update(self, chunk: Mapping[str, np.ndarray]) -> None:
-        """Add one chunk (configurations in index order, starting at a multiple of 64)."""
+        """Add one chunk (configurations in index order, starting at a multiple of 64).
+
+        Values of shape ``(n,)``, or ``(n, k)`` with a boolean mask ``chunk["valid"]`` of
+        that shape: only valid entries count."""
         n = len(next(iter(chunk.values())))
+        mask = chunk.get("valid")
+        if mask is not None:
+            mask = np.asarray(mask, bool)
+            if mask.ndim != 2 or mask.shape[0] != n:
+                raise ValueError(f"valid must have shape (configurations, k), got {mask.shape}")
+            self.masked = True
+            self.triplets += int(np.count_nonzero(mask))
+            self.empty += int(np.count_nonzero(~mask.any(axis=1)))
         for k in sorted(chunk):
             v = np.asarray(chunk[k])
-            if k.startswith("defined/"):
+            if k.startswith("defined/") or k == "valid":
                 continue
+            if mask is not None and v.shape != mask.shape:
+                raise ValueError(f"{k} has shape {v.shape}, the mask valid {mask.shape}")
+            seen = v.size if mask is None else int(np.count_nonzero(mask))
             if v.dtype == bool:
                 c = self.flags.setdefault(k, [0, 0])
-                c[0] += int(np.count_nonzero(v))
-                c[1] += int(v.size)
-            elif k.startswith(("raw/", "riemannian/")):
+                c[0] += int(np.count_nonzero(v if mask is None else v & mask))
+                c[1] += seen
+                continue
+            if k.startswith(("raw/", "riemannian/")):
                 ok = np.asarray(chunk.get(f"defined/{k}", np.isfinite(v)))
-                deg = np.degrees(v.astype(np.float64))
+                v = np.degrees(v.astype(np.float64))
                 h = self.hists.setdefault(k, _Hist(180.0, ANGLE_THRESHOLDS_DEG))
-                h.update(deg, ok)
             else:
+                ok = np.isfinite(v)
+                v = v.astype(np.float64)
                 h = self.hists.setdefault(k, _Hist(np.pi))
-                h.update(v.astype(np.float64), np.isfinite(v))
+            h.update(v, ok if mask is None else ok & mask, seen)
         self.num += n
 
     def result(self) -> dict[str, Any]:
         out: dict[str, Any] = {"num": self.num}
+        if self.masked:
+            out["triplets"], out["empty"] = self.triplets, self.empty
         edges = np.linspace(0.0, 180.0, self.bins_deg + 1)
         for k in sorted(set(self.flags) | set(self.hists)):
             if k in self.flags:
@@ -181,6 +212,9 @@ class StreamingSummary:
         return {
             "num": self.num,
             "bins_deg": self.bins_deg,
+            "masked": self.masked,
+            "triplets": self.triplets,
+            "empty": self.empty,
             "flags": {k: list(v) for k, v in self.flags.items()},
             "hists": {k: h.state() for k, h in self.hists.items()},
             "hist_ranges": {k: h.hi for k, h in self.hists.items()},
@@ -190,6 +224,8 @@ class StreamingSummary:
     def from_state(cls, st: Mapping[str, Any]) -> StreamingSummary:
         s = cls(bins_deg=int(st["bins_deg"]))
         s.num = int(st["num"])
+        s.masked = bool(st.get("masked", False))
+        s.triplets, s.empty = int(st.get("triplets", 0)), int(st.get("empty", 0))
         s.flags = {k: [int(a), int(b)] for k, (a, b) in st["flags"].items()}
         for k, hs in st["hists"].items():
             hi = float(st["hist_ranges"][k])

@@ -32,12 +32,13 @@ def _quantiles(x: np.ndarray) -> dict[str, float]:
     return {f"{q:g}": float(v) for q, v in zip(_QUANTILES, np.quantile(x, _QUANTILES))}
 
 
-def _angle_entry(v: np.ndarray, ok: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
-    """Summary of one angle key (radians) over the configurations where it is defined."""
+def _angle_entry(v: np.ndarray, ok: np.ndarray, seen: int, edges: np.ndarray) -> dict[str, Any]:
+    """Summary of one angle key (radians) over the values where it is defined (``ok``) among
+    ``seen`` drawn."""
     deg = np.degrees(v[ok].astype(np.float64))
     entry: dict[str, Any] = {
         "count": int(ok.sum()),
-        "defined_share": float(ok.mean()),
+        "defined_share": float(ok.sum() / seen) if seen else 0.0,
         "unit": "degree",
     }
     if deg.size:
@@ -65,20 +66,31 @@ def summarize(results: Mapping[str, np.ndarray], *, bins_deg: int = 36) -> dict[
     ``quantiles`` (at 0, 1, 5, 25, 50, 75, 95, 99, 100 %), ``histogram`` (``bins_deg``
     equal bins on [0, 180]) and ``share_above`` 30°, 60°, 90° (among defined).
     Boolean keys (``active/...``) give their share; ``config/...`` keys give quantiles.
+
+    Results with a mask ``valid`` (shape ``(N, k)``: the ``clustered`` family, k mined
+    triplets per batch) are summarised over the valid triplets, each counted once
+    (``defined_share`` among valid ones); ``num`` is then the number of batches,
+    ``triplets`` that of valid triplets and ``empty`` that of batches without one.
     """
     out: dict[str, Any] = {"num": int(len(next(iter(results.values()))))}
+    mask = results.get("valid")
+    if mask is not None:
+        mask = np.asarray(mask, bool)
+        out["triplets"] = int(mask.sum())
+        out["empty"] = int((~mask.any(axis=1)).sum())
     edges = np.linspace(0.0, 180.0, bins_deg + 1)
     for k in sorted(results):
         v = np.asarray(results[k])
-        if k.startswith("defined/"):
+        if k.startswith("defined/") or k == "valid":
             continue
+        keep = np.ones(v.shape, bool) if mask is None else mask
         if v.dtype == bool:
-            out[k] = {"share": float(v.mean())}
+            out[k] = {"share": float(v[keep].mean())}
         elif k.startswith(("raw/", "riemannian/")):
             ok = np.asarray(results.get(f"defined/{k}", np.isfinite(v)))
-            out[k] = _angle_entry(v, ok, edges)
+            out[k] = _angle_entry(v, ok & keep, int(keep.sum()), edges)
         else:
-            out[k] = _value_entry(v)
+            out[k] = _value_entry(v[keep])
     return out
 
 
@@ -127,6 +139,13 @@ def run_sweep(
     their units differ). ``"active_share"`` matches on uniform triplets of the first
     dimension.
 
+    The ``clustered`` family yields every valid mined triplet of each generated batch:
+    ``samples`` counts batches (configurations), every valid triplet counts once (a batch
+    weighs its number of valid triplets; ``summary["weighting"]`` says so), each dimension
+    reports ``num`` (batches), ``triplets`` (valid triplets) and ``empty`` (batches
+    without one), and ``chunk_size`` counts triplet slots per compiled call
+    (``chunk_size // k`` batches, rounded up to whole tiles of 64).
+
     Args:
       margins: ``(m_A, m_B)``, ``m_B`` may be ``None`` (matched by ``match``).
       match: a rule of :data:`geotrip.MATCHING_RULES` for ``m_B = None``.
@@ -169,7 +188,12 @@ def run_sweep(
             bool(soft),
             method,
         )
-        run = _DimRun(int(d), samples, key, chunk_size, save_arrays, start)
+        per = _triplets_per_config(fn)
+        if per > 1:
+            summary["samples_unit"] = "batch"
+            summary["weighting"] = _WEIGHTING
+        run = _DimRun(int(d), samples, key, max(1, chunk_size // per), save_arrays, start)
+        run.unit = "batch" if per > 1 else "config"
         start = None
         run.execute(
             fn,
@@ -201,6 +225,19 @@ def run_sweep(
             outdir / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"
         )
     return summary
+
+
+_WEIGHTING = (
+    "every valid mined triplet of each batch counts once (a batch weighs its number of valid "
+    "triplets); num counts batches, triplets the valid triplets, empty the batches without one"
+)
+
+
+def _triplets_per_config(fn) -> int:
+    """k, the triplets per configuration of a metric that returns a mask ``valid`` of shape
+    ``(k,)`` (the clustered family); 1 otherwise."""
+    shapes = jax.eval_shape(fn, jax.random.key(0))
+    return int(shapes["valid"].shape[0]) if "valid" in shapes else 1
 
 
 @bounded_cache(16)
@@ -266,6 +303,7 @@ class _DimRun:
         self.dim, self.samples, self.save_arrays = dim, samples, save_arrays
         self.key = jax.random.fold_in(key, dim)
         self.chunk_size = chunk_size
+        self.unit = "config"
         self.done, self.seconds = 0, 0.0
         self.acc = StreamingSummary()
         self.parts: dict[str, list[np.ndarray]] = {}
@@ -309,7 +347,7 @@ class _DimRun:
         return tqdm(
             total=self.samples,
             initial=self.done,
-            unit="config",
+            unit=self.unit,
             unit_scale=True,
             desc=f"sweep d={self.dim}",
         )
@@ -318,6 +356,8 @@ class _DimRun:
         s = self.acc.result()
         s["seconds"] = self.seconds
         s["configs_per_second"] = self.samples / self.seconds if self.seconds > 0 else None
+        if "triplets" in s:
+            s["triplets_per_second"] = s["triplets"] / self.seconds if self.seconds > 0 else None
         return s
 
     def arrays(self) -> dict[str, np.ndarray]:
