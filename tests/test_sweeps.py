@@ -287,3 +287,95 @@ def test_cli_sweep(tmp_path, capsys):
         rc = main(argv2)
         err = capsys.readouterr().err
         assert rc == 2 and msg in err and err.count("\n") == 1, (argv, err)
+
+
+def test_masked_summaries_count_each_valid_triplet_once():
+    """(N, k) results with a mask: streaming (any chunking) and in-memory summaries equal those
+    of the valid values alone, laid out one per configuration; invalid values never count."""
+    from geotrip.sweeps._streaming import QUANTILE_ERROR_DEG, StreamingSummary
+
+    rng = np.random.default_rng(1)
+    n, k = 200, 5
+    valid = rng.uniform(size=(n, k)) < 0.6
+    valid[3] = False  # a batch without a valid triplet
+    th = rng.uniform(0, np.pi, (n, k))
+    th[~valid] = -1.0  # garbage under the mask (outside [0, pi])
+    th[valid & (rng.uniform(size=(n, k)) < 0.1)] = np.nan  # undefined yet valid
+    act = rng.uniform(size=(n, k)) < 0.3
+    res = {"riemannian/joint": th, "active/A": act, "config/theta_ap": th, "valid": valid}
+    flat = {"riemannian/joint": th[valid], "active/A": act[valid], "config/theta_ap": th[valid]}
+    ref, exact = gt.summarize(flat), gt.summarize(res)
+    empty = int((~valid.any(axis=1)).sum())
+    assert exact["num"] == n and exact["triplets"] == int(valid.sum()) and exact["empty"] == empty
+    got = []
+    for cs in (64, 128, 200):
+        s = StreamingSummary()
+        for a in range(0, n, cs):
+            s.update({key: v[a : a + cs] for key, v in res.items()})
+        got.append(s.result())
+    assert got[0] == got[1] == got[2]
+    g = got[0]
+    assert (g["num"], g["triplets"], g["empty"]) == (n, int(valid.sum()), empty)
+    assert g["active/A"] == ref["active/A"] == exact["active/A"]
+    for e in (g["riemannian/joint"], exact["riemannian/joint"]):
+        r = ref["riemannian/joint"]
+        assert e["count"] == r["count"] and e["defined_share"] == r["defined_share"] < 1
+        assert e["share_above"] == r["share_above"] and e["quantiles"]["0"] >= 0
+        assert e["histogram"]["counts"] == r["histogram"]["counts"]
+        assert e["mean"] == pytest.approx(r["mean"], rel=1e-12)
+        for q, v in r["quantiles"].items():
+            assert abs(e["quantiles"][q] - v) <= QUANTILE_ERROR_DEG + 1e-12, q
+    with pytest.raises(ValueError, match="valid"):
+        StreamingSummary().update({"active/A": act, "valid": valid[:, :2]})
+
+
+def test_clustered_sweep_every_mined_triplet(tmp_path):
+    """geotrip.run_sweep on the clustered family (one compilation): every triplet of
+    mine_triplets that can be valid, with the miner's mask, each with the angles of
+    gt.gradient_angles on the same points; --samples counts batches, the summary the valid
+    triplets."""
+    from geotrip.sweeps._families import _possible_rows
+
+    K, m, dim, seed = 3, 2, 3, 1
+    # the rows kept: every row that is valid for some batch (checked on one), n (m-1) (n-m)
+    # for batch_all, n (m-1) for the per-pair strategies, n for batch_hard
+    X, y = gt.clustered_batch(jax.random.key(0), n_classes=K, per_class=m, dim=3, concentration=2.0)
+    for strategy, k in (("batch_all", 24), ("semihard", 6), ("batch_hard", 6)):
+        rows = _possible_rows(strategy, K, m)
+        _, ok = gt.mine_triplets(X, y, strategy=strategy, distance="chord_sq", margin=0.2)
+        assert len(rows) == k and int(np.asarray(ok)[rows].sum()) == int(ok.sum()) > 0
+    # easy: the mask depends on the batch (farthest negative outside the margin)
+    params = dict(strategy="easy", n_classes=K, per_class=m, concentration=2.0)
+    s = gt.run_sweep(
+        "clustered", dims=(dim,), samples=150, seed=seed, progress=False, params=params,
+        out=tmp_path, save_arrays=True, margins=(4.0, 3.0),
+    )  # fmt: skip
+    e = s["by_dim"][str(dim)]
+    arr = np.load(tmp_path / f"arrays_d{dim}.npz")
+    valid = arr["valid"]
+    assert valid.shape == arr["riemannian/joint"].shape == (150, 6)
+    assert e["num"] == 150 and e["triplets"] == int(valid.sum()) < 150 * 6
+    assert e["empty"] == int((~valid.any(axis=1)).sum()) < 150
+    # margins above every distance: both hinges active, the angles defined (almost always)
+    assert e["active/A"]["share"] == 1.0 and e["riemannian/joint"]["defined_share"] > 0.9
+    assert s["samples_unit"] == "batch" and "counts once" in s["weighting"]
+    assert e["triplets_per_second"] > 0
+    # independent: batch i from its key (fold_in(fold_in(key(seed), dim), i)), mined, every
+    # row of mine_triplets, the public angles
+    key = jax.random.fold_in(jax.random.key(seed), dim)
+    for i in (0, 1):
+        kb, km = jax.random.split(jax.random.fold_in(key, i), 3)[:2]
+        X, y = gt.clustered_batch(kb, n_classes=K, per_class=m, dim=dim, concentration=2.0)
+        t, ok = gt.mine_triplets(X, y, strategy="easy", distance="chord_sq", margin=0.2, key=km)
+        ref = gt.gradient_angles(X[t[:, 0]], X[t[:, 1]], X[t[:, 2]], margins=(4.0, 3.0))
+        ok = np.asarray(ok)
+        assert int(valid[i].sum()) == int(ok.sum())  # the rows dropped are never valid
+        for name in ("config/theta_ap", "raw/joint", "riemannian/anchor", "active/B"):
+            a = arr[name][i][valid[i]]
+            if name.startswith("config/"):
+                b = np.asarray(gt.angle(X[t[:, 0]], X[t[:, 1]]))[ok]
+            else:
+                b = np.asarray(ref[name])[ok]
+            np.testing.assert_allclose(a, b, atol=2e-3, equal_nan=True)
+            assert np.isfinite(a).mean() > 0.5
+    assert not valid.all()  # a mask that matters
