@@ -329,7 +329,7 @@ def test_masked_summaries_count_each_valid_triplet_once():
         StreamingSummary().update({"active/A": act, "valid": valid[:, :2]})
 
 
-def test_clustered_sweep_every_mined_triplet(tmp_path):
+def test_clustered_sweep_every_mined_triplet(tmp_path, monkeypatch):
     """geotrip.run_sweep on the clustered family (one compilation): every triplet of
     mine_triplets that can be valid, with the miner's mask, each with the angles of
     gt.gradient_angles on the same points; --samples counts batches, the summary the valid
@@ -344,7 +344,9 @@ def test_clustered_sweep_every_mined_triplet(tmp_path):
         rows = _possible_rows(strategy, K, m)
         _, ok = gt.mine_triplets(X, y, strategy=strategy, distance="chord_sq", margin=0.2)
         assert len(rows) == k and int(np.asarray(ok)[rows].sum()) == int(ok.sum()) > 0
-    # easy: the mask depends on the batch (farthest negative outside the margin)
+    # easy: the mask depends on the batch (farthest negative outside the margin); k = 6 rows
+    # in blocks of 4 (the last one padded), as batch_all's 2688 rows go in blocks of 128
+    monkeypatch.setattr("geotrip.sweeps._families._ROW_BLOCK", 4)
     params = dict(strategy="easy", n_classes=K, per_class=m, concentration=2.0)
     s = gt.run_sweep(
         "clustered", dims=(dim,), samples=150, seed=seed, progress=False, params=params,
