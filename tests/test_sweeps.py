@@ -337,13 +337,6 @@ def test_clustered_sweep_every_mined_triplet(tmp_path, monkeypatch):
     from geotrip.sweeps._families import _possible_rows
 
     K, m, dim, seed = 3, 2, 3, 1
-    # the rows kept: every row that is valid for some batch (checked on one), n (m-1) (n-m)
-    # for batch_all, n (m-1) for the per-pair strategies, n for batch_hard
-    X, y = gt.clustered_batch(jax.random.key(0), n_classes=K, per_class=m, dim=3, concentration=2.0)
-    for strategy, k in (("batch_all", 24), ("semihard", 6), ("batch_hard", 6)):
-        rows = _possible_rows(strategy, K, m)
-        _, ok = gt.mine_triplets(X, y, strategy=strategy, distance="chord_sq", margin=0.2)
-        assert len(rows) == k and int(np.asarray(ok)[rows].sum()) == int(ok.sum()) > 0
     # easy: the mask depends on the batch (farthest negative outside the margin); k = 6 rows
     # in blocks of 4 (the last one padded), as batch_all's 2688 rows go in blocks of 128
     monkeypatch.setattr("geotrip.sweeps._families._ROW_BLOCK", 4)
@@ -372,6 +365,12 @@ def test_clustered_sweep_every_mined_triplet(tmp_path, monkeypatch):
         ref = gt.gradient_angles(X[t[:, 0]], X[t[:, 1]], X[t[:, 2]], margins=(4.0, 3.0))
         ok = np.asarray(ok)
         assert int(valid[i].sum()) == int(ok.sum())  # the rows dropped are never valid
+        # the rows kept for the other strategies: n (m-1) (n-m) for batch_all, n (m-1) for
+        # the per-pair ones, n for batch_hard; every valid row among them (on this batch)
+        for strategy, k in (("batch_all", 24), ("semihard", 6), ("batch_hard", 6)) * (i == 0):
+            rows = _possible_rows(strategy, K, m)
+            _, ok2 = gt.mine_triplets(X, y, strategy=strategy, distance="chord_sq", margin=0.2)
+            assert len(rows) == k and int(np.asarray(ok2)[rows].sum()) == int(ok2.sum()) > 0
         for name in ("config/theta_ap", "raw/joint", "riemannian/anchor", "active/B"):
             a = arr[name][i][valid[i]]
             if name.startswith("config/"):
