@@ -102,16 +102,21 @@ def git_revision() -> dict[str, Any]:
 def portable_command(argv: list[str]) -> list[str]:
     """The command line with no absolute path of this machine in it.
 
-    The program becomes its base name (``/home/u/.venv/bin/geotrip`` -> ``geotrip``)
-    and arguments that are absolute paths inside the repository become relative to
-    its root; other absolute paths keep only their base name. Committed provenance
+    The program becomes its base name (``/home/u/.venv/bin/geotrip`` -> ``geotrip``;
+    ``python -m geotrip`` -> ``geotrip``) and arguments that are absolute paths inside
+    the repository become relative to its root; other absolute paths keep only their
+    base name. Committed provenance
     then changes only when the command really changed.
     """
     out = []
     for i, arg in enumerate(argv):
         arg = str(arg)
         if i == 0:
-            out.append(os.path.basename(arg) or arg)
+            name = os.path.basename(arg) or arg
+            # `python -m geotrip ...` runs geotrip/__main__.py: the same command as `geotrip ...`
+            out.append(
+                "geotrip" if Path(arg).parent.name == "geotrip" and name == "__main__.py" else name
+            )
             continue
         head, sep, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
         if not sep:

@@ -10,6 +10,11 @@ from geotrip._provenance import portable_command
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
+def test_portable_command_names_python_m_geotrip_as_geotrip():
+    assert portable_command(["/venv/src/geotrip/__main__.py", "figures"]) == ["geotrip", "figures"]
+    assert portable_command(["/x/other/__main__.py"]) == ["__main__.py"]
+
+
 def test_portable_command_strips_machine_paths():
     argv = [
         "/home/someone/.venv/bin/geotrip",
