@@ -109,6 +109,7 @@ def test_two_processes_match_one(tmp_path):
     assert one["by_dim"]["16"]["num"] == 100000
 
 
+@pytest.mark.slow  # about 20 s on 2 cores (three processes); the sweep pair runs by default
 def test_search_two_processes_match_one(tmp_path):
     """geotrip search with its restarts split over two processes writes the single-process
     certificate (every field but the run time and the provenance); process 1 writes nothing.

@@ -205,7 +205,10 @@ def test_inactive_hinge_gives_nan_with_mask():
 # ---------------------------------------------------------------- the 90 degree theorem
 
 
-@pytest.mark.parametrize("name", NAMES)
+# chord_sq (FaceNet's) by default; the other distances in the slow set (one compilation each)
+@pytest.mark.parametrize(
+    "name", [n if n == "chord_sq" else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+)
 def test_single_triplet_joint_angle_with_geodesic_is_acute(name):
     """Theorem (geotrip.core._gradients): <G_A, G_geo> = s s' (w_p + w_n)(2 - cos psi) > 0.
 

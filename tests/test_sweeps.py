@@ -30,8 +30,13 @@ PAIRS = [
 ]
 
 
-@pytest.mark.parametrize("dim", [3, 16])
-@pytest.mark.parametrize("dists", PAIRS)
+# every pair at d = 3; at d = 16 the first pair by default, the others in the slow set
+@pytest.mark.parametrize(
+    "dists, dim",
+    [(d, 3) for d in PAIRS]
+    + [(PAIRS[0], 16)]
+    + [pytest.param(d, 16, marks=pytest.mark.slow) for d in PAIRS[1:]],
+)
 def test_closed_form_matches_autodiff(dim, dists):
     # 200 rows: below the blocked path's threshold (tested separately), so the eager
     # operations compiled for one pair serve the next
@@ -329,6 +334,7 @@ def test_masked_summaries_count_each_valid_triplet_once():
         StreamingSummary().update({"active/A": act, "valid": valid[:, :2]})
 
 
+@pytest.mark.slow  # about 10 s (compiles the clustered run); masked summaries by default
 def test_clustered_sweep_every_mined_triplet(tmp_path, monkeypatch):
     """geotrip.run_sweep on the clustered family (one compilation): every triplet of
     mine_triplets that can be valid, with the miner's mask, each with the angles of
