@@ -28,6 +28,7 @@ def test_console_script_runs():
     assert "weights" in out.stdout and "angle_map" in out.stdout
 
 
+@pytest.mark.slow  # 5 s; the default run regenerates weights in tests/test_reproducible.py
 def test_core_figures_are_written_with_data_and_provenance(tmp_path, capsys):
     assert (
         main(["figures", "--out", str(tmp_path), "--only", "weights", "angle_map", "--quick"]) == 0
