@@ -45,6 +45,15 @@ def _launch(args, tmp_path, name, devices=1, command="sweep", cache=False):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log
 
 
+def _stop(procs):
+    """Kill what still runs (a failed or hung test) and close the logs."""
+    for p, log in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        log.close()
+
+
 def _run_one_then_two(command, base, tmp_path, out_name, timeout=240, devices=1):
     """Run ``geotrip COMMAND`` alone (``one``), then as two processes joined on a free
     loopback port (``p0``, ``p1``) which find the programs ``one`` compiled in the session's
@@ -64,11 +73,7 @@ def _run_one_then_two(command, base, tmp_path, out_name, timeout=240, devices=1)
         for p, _ in procs:
             p.wait(timeout=timeout)
     finally:
-        for p, log in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            log.close()
+        _stop(procs)
     logs = {f.stem: f.read_text()[-2000:] for f in tmp_path.glob("*.log")}
     assert [p.returncode for p, _ in procs] == [0, 0, 0], logs
     p1 = tmp_path / "p1"
@@ -93,11 +98,7 @@ def test_two_processes_match_one(tmp_path):
         for p, _ in procs:
             p.wait(timeout=240)
     finally:
-        for p, log in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            log.close()
+        _stop(procs)
     logs = {f.stem: f.read_text()[-2000:] for f in tmp_path.glob("*.log")}
     assert all(p.returncode == 0 for p, _ in procs), logs
     one = json.loads((tmp_path / "one" / "summary.json").read_text())
@@ -183,11 +184,7 @@ def test_collapse_refusal_reaches_every_process(tmp_path):
         for p, _ in procs:
             p.wait(timeout=120)
     finally:
-        for p, log in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-            log.close()
+        _stop(procs)
     for i, (p, _) in enumerate(procs):
         text = (tmp_path / f"p{i}.log").read_text()
         assert p.returncode == 2, text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 import tempfile
@@ -24,6 +25,8 @@ __all__ = [
     "build_parser",
     "add_jax_options",
     "add_distributed_options",
+    "add_comparison_options",
+    "margins_from_args",
     "start_distributed",
     "check_out_dir",
     "CLIError",
@@ -261,3 +264,50 @@ def start_distributed(args: argparse.Namespace) -> dict:
         )
     except ValueError as exc:
         raise CLIError(str(exc)) from None
+
+
+def add_comparison_options(p: argparse.ArgumentParser, *, active_share: str = "") -> None:
+    """``--distances A B``, ``--margin MA``, ``--match RULE``, ``--margins MA MB``: the two
+    compared losses, B's margin matched to A's unless both are given (see
+    :func:`margins_from_args`). ``active_share`` completes that rule's help text."""
+    p.add_argument(
+        "--distances",
+        nargs=2,
+        default=["chord_sq", "geodesic"],
+        metavar=("A", "B"),
+        help="the two distances (default: chord_sq geodesic)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.2,
+        metavar="MA",
+        help="margin of loss A; B's is matched to it by --match (default: 0.2)",
+    )
+    p.add_argument(
+        "--match",
+        default="slope",
+        choices=("reference", "slope", "active_share"),
+        help="rule deriving B's margin from A's (geotrip.match_margin; default: slope, "
+        f"m_B = m_A g_B'(pi/2) / g_A'(pi/2){active_share})",
+    )
+    p.add_argument(
+        "--margins",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("MA", "MB"),
+        help="both margins explicitly, each in its distance's units (overrides --margin and "
+        "--match; a note on stderr when the two distances' units differ)",
+    )
+
+
+def margins_from_args(args: argparse.Namespace) -> tuple:
+    """``(m_A, m_B)`` from :func:`add_comparison_options`' options (``m_B`` ``None``: to be
+    matched by ``args.match``); raises :class:`CLIError` for a margin that is not finite
+    and non-negative."""
+    margins = tuple(args.margins) if args.margins is not None else (args.margin, None)
+    for m in margins:
+        if m is not None and not (math.isfinite(m) and m >= 0):
+            raise CLIError(f"margins must be finite and >= 0, got {m}")
+    return margins

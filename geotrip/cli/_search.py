@@ -7,7 +7,15 @@ import importlib
 import sys
 from pathlib import Path
 
-from . import CLIError, add_distributed_options, add_jax_options, check_out_dir, start_distributed
+from . import (
+    CLIError,
+    add_comparison_options,
+    add_distributed_options,
+    add_jax_options,
+    check_out_dir,
+    margins_from_args,
+    start_distributed,
+)
 
 
 def register(sub) -> None:
@@ -43,36 +51,7 @@ def register(sub) -> None:
         help="shared_anchor, chain, cycle, labeled:L0,L1,... (all triplets of a labeled batch), "
         "or explicit:a,p,n;a,p,n;... (default: shared_anchor)",
     )
-    p.add_argument(
-        "--distances",
-        nargs=2,
-        default=("chord_sq", "geodesic"),
-        metavar=("A", "B"),
-        help="the two distances (default: chord_sq geodesic)",
-    )
-    p.add_argument(
-        "--margin",
-        type=float,
-        default=0.2,
-        metavar="MA",
-        help="margin of loss A; B's is matched to it by --match (default: 0.2)",
-    )
-    p.add_argument(
-        "--match",
-        default="slope",
-        choices=("reference", "slope", "active_share"),
-        help="rule deriving B's margin from A's (geotrip.match_margin; default: slope, "
-        "m_B = m_A g_B'(pi/2) / g_A'(pi/2))",
-    )
-    p.add_argument(
-        "--margins",
-        nargs=2,
-        type=float,
-        default=None,
-        metavar=("MA", "MB"),
-        help="both margins explicitly (overrides --margin and --match; a note on stderr "
-        "when the two distances' units differ)",
-    )
+    add_comparison_options(p)
     p.add_argument(
         "--active",
         default="any",
@@ -178,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         check_out_dir(args.out.parent, option="--out")
     objective = _objective(args.objective)
     triplets = _structure(args.structure, args.triplets)
-    margins = tuple(args.margins) if args.margins is not None else (args.margin, None)
+    margins = margins_from_args(args)
     res = search(
         objective,
         triplets=triplets,

@@ -9,7 +9,15 @@ import sys
 import time
 from pathlib import Path
 
-from . import CLIError, add_distributed_options, add_jax_options, check_out_dir, start_distributed
+from . import (
+    CLIError,
+    add_comparison_options,
+    add_distributed_options,
+    add_jax_options,
+    check_out_dir,
+    margins_from_args,
+    start_distributed,
+)
 
 
 def _value(text: str):
@@ -60,36 +68,8 @@ def register(sub) -> None:
         metavar="KEY=VALUE",
         help="family parameter, e.g. radius=0.1, theta_ap=(0,0.5), strategy=semihard (repeatable)",
     )
-    p.add_argument(
-        "--distances",
-        nargs=2,
-        default=["chord_sq", "geodesic"],
-        metavar=("A", "B"),
-        help="the two distances (default: chord_sq geodesic)",
-    )
-    p.add_argument(
-        "--margin",
-        type=float,
-        default=0.2,
-        metavar="MA",
-        help="margin of loss A; B's is matched to it by --match (default: 0.2)",
-    )
-    p.add_argument(
-        "--match",
-        default="slope",
-        choices=("reference", "slope", "active_share"),
-        help="rule deriving B's margin from A's (geotrip.match_margin; default: slope, "
-        "m_B = m_A g_B'(pi/2) / g_A'(pi/2); active_share matches on uniform triplets of the "
-        "first --dim)",
-    )
-    p.add_argument(
-        "--margins",
-        nargs=2,
-        type=float,
-        default=None,
-        metavar=("MA", "MB"),
-        help="both margins explicitly, each in its distance's units (overrides --margin and "
-        "--match; a note on stderr when the two distances' units differ)",
+    add_comparison_options(
+        p, active_share="; active_share matches on uniform triplets of the first --dim"
     )
     p.add_argument("--soft", action="store_true", help="soft-margin losses")
     p.add_argument(
@@ -139,10 +119,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     if any(d < 2 for d in args.dim):
         raise CLIError(f"--dim values must be >= 2, got {args.dim}")
-    margins = tuple(args.margins) if args.margins is not None else (args.margin, None)
-    for m in margins:
-        if m is not None and not (math.isfinite(m) and m >= 0):
-            raise CLIError(f"margins must be finite and >= 0, got {m}")
+    margins = margins_from_args(args)
     for name in args.distances:
         get_distance(name)  # ValueError lists the valid names
     params = {}
