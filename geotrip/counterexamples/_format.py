@@ -88,24 +88,15 @@ PATTERN_VALUES = ("both", "A", "B", "none")
 """Per-triplet activity: active under both hinges, under A only, under B only, under none."""
 ACTIVE_MODES = ("any", "both", "disjoint")
 """Required activity patterns: no constraint; every triplet ``both``; every one ``A`` or ``B``."""
-_SCALAR_QUANTITIES = (
-    "angle_deg",
-    "raw_angle_deg",
-    "cos",
-    "grad_norm_A",
-    "grad_norm_B",
-    "loss_A",
-    "loss_B",
-    "slope_B_along_A",
-    "slope_A_along_B",
-    "active_disagreement",
-    "step.delta_A",
-    "step.delta_B",
-    "angle_both_deg",
-    "share_one_only_A",
-    "share_one_only_B",
-)
 _INDEXED_QUANTITIES = ("z_A", "z_B")
+# What an assertion may bound: every scalar claim, the step claim's two deltas in its place,
+# and (indexed) z_A[i], z_B[i]; the pattern is not a number.
+_SCALAR_QUANTITIES = tuple(
+    q
+    for name in CLAIM_NAMES
+    if name not in (*_INDEXED_QUANTITIES, "pattern")
+    for q in (("step.delta_A", "step.delta_B") if name == "step" else (name,))
+)
 _ASSERTION = re.compile(
     r"^\s*([A-Za-z_][A-Za-z_.]*)(?:\[([0-9]+)\])?\s*([<>])\s*"
     r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*$"
