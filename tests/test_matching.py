@@ -110,3 +110,21 @@ def test_errors():
         gt.active_set_disagreement(jnp.zeros(3), jnp.zeros(4))
     with pytest.raises(ValueError, match="unknown distance"):
         gt.match_margin(0.2, target="arc")
+
+
+def test_default_margins_are_slope_matched():
+    """margins=(0.2, None), the default of the two-loss functions, gives B the margin of
+    gt.match_margin's slope rule (computed apart, with jnp weights) for every pair of the family."""
+    from geotrip.core._margins import slope_matched_margin
+
+    for A in gt.DISTANCES:
+        for B in gt.DISTANCES:
+            ref = float(gt.match_margin(0.2, source=A, target=B, rule="slope"))
+            got = slope_matched_margin(0.2, gt.distance(A), gt.distance(B))
+            assert got == pytest.approx(ref, rel=1e-6), (A, B)
+    a, p, n = gt.parametric_triplet(0.4, 0.45, 1.0, dim=3)
+    default, explicit = gt.gradient_angles(a, p, n), gt.gradient_angles(a, p, n, margins=(0.2, 0.1))
+    for k in gt.GRADIENT_ANGLE_KEYS:
+        assert float(default[k]) == float(explicit[k])
+    s = gt.active_set_disagreement(jnp.array([0.4]), jnp.array([0.45]))
+    assert float(s["active/B"]) == 1.0  # geodesic margin 0.1: 0.4 - 0.45 + 0.1 > 0
