@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from .._numerics import safe_div, safe_sqrt
-from ._distances import Distance
+from ._distances import DISTANCES, Distance
+from ._frame_angles import _atan2_nonneg, _Frame, frame_angles
 from ._gradients import _masked_angle, _raw_triplet_grads
 from ._losses import hinge_slope
 
@@ -89,79 +90,65 @@ def _vec(*cs):
     return tuple(jnp.broadcast_arrays(*cs))
 
 
-# Cephes atanf / atan coefficients (float32: polynomial on |t| <= tan(pi/8); float64: rational
-# on |t| <= 0.66 with the reduction at tan(3 pi/8) folded into the min/max ratio below).
-_ATAN_P32 = (8.05374449538e-2, -1.38776856032e-1, 1.99777106478e-1, -3.33329491539e-1)
-_ATAN_P64 = (
-    -8.750608600031904122785e-1,
-    -1.615753718733365076637e1,
-    -7.500855792314704667340e1,
-    -1.228866684490136173410e2,
-    -6.485021904942025371773e1,
-)
-_ATAN_Q64 = (
-    2.485846490142306297962e1,
-    1.650270098316988542046e2,
-    4.328810604912902668951e2,
-    4.853903996359136964868e2,
-    1.945506571482613964425e2,
-)
-
-
-def _atan2_nonneg(y, x):
-    """``atan2(y, x)`` for ``y, x >= 0`` (0 at the origin) from divisions, a polynomial and
-    selects, which XLA:CPU vectorises: its ``atan2`` is a scalar library call (about 20 ns
-    per element here, 1-2.5 ns for this one). Error <= 3.2 ulp in float32, <= 2 ulp in
-    float64 (against NumPy's float64/long-double ``arctan2`` on 2e6 points), full relative
-    accuracy for small angles (Kahan's formula relies on that)."""
-    lo, hi = jnp.minimum(y, x), jnp.maximum(y, x)
-    pos = hi > 0
-    r = jnp.where(pos, lo, 0) / jnp.where(pos, hi, 1)  # tan of the angle to the nearer axis
-    f32 = r.dtype == jnp.float32
-    big = r > (0.4142135623730950 if f32 else 0.66)
-    t = jnp.where(big, (r - 1) / (r + 1), r)  # atan(r) = pi/4 + atan(t) when big
-    z = t * t
-    if f32:
-        c = _ATAN_P32
-        at = (((c[0] * z + c[1]) * z + c[2]) * z + c[3]) * z * t + t
-        at = jnp.where(big, math.pi / 4 + at, at)
-    else:
-        p, q = _ATAN_P64, _ATAN_Q64
-        num = (((p[0] * z + p[1]) * z + p[2]) * z + p[3]) * z + p[4]
-        den = ((((z + q[0]) * z + q[1]) * z + q[2]) * z + q[3]) * z + q[4]
-        at = t * (z * num / den) + t
-        at = jnp.where(big, math.pi / 4 + (at + 3.061616997868383e-17), at)
-    return jnp.where(y > x, math.pi / 2 - at, at)
-
-
-def _gram_sums(a, p, n):
-    """The eight sums of one pass; returns the basis and (theta_ap, theta_an)."""
-    dm_p, dp_p = p - a, p + a
-    dm_n, dp_n = n - a, n + a
-    prods = (
-        dm_p * dm_p,
-        dp_p * dp_p,
-        dm_n * dm_n,
-        dp_n * dp_n,
-        dm_p * dm_n,
-        dm_p * dp_n,
-        dp_p * dm_n,
-        dp_p * dp_n,
-        a * dm_p,
-        a * dp_p,
-        a * dm_n,
-        a * dp_n,
-    )
-    # One variadic reduction: XLA fuses the twelve sums into a single pass over a, p, n
-    # (separate jnp.sum calls materialise the differences and read them repeatedly).
-    zero = jnp.zeros((), prods[0].dtype)
+def _reduce(prods, lanes):
+    """Sums over the last axis of the arrays ``prods`` in one variadic reduction (XLA fuses
+    them into a single pass over the inputs; separate ``jnp.sum`` calls materialise the
+    differences and read them repeatedly). ``lanes``: first sum ``(..., d / lanes, lanes)``
+    over the middle axis (a reduction XLA:CPU vectorises along the lanes), then the lanes."""
+    x0 = prods[0]
+    d = x0.shape[-1]
+    if lanes and d % lanes == 0 and d >= 2 * lanes:
+        prods = tuple(x.reshape(x.shape[:-1] + (d // lanes, lanes)) for x in prods)
+    zero = jnp.zeros((), x0.dtype)
     sums = jax.lax.reduce(
         prods,
         (zero,) * len(prods),
         lambda x, y: tuple(u + v for u, v in zip(x, y)),
-        (prods[0].ndim - 1,),
+        (x0.ndim - 1,),
     )
-    qmp, qpp, qmn, qpn, cmm, cmp_, cpm, cpp, amp, app, amn, apn = sums
+    return tuple(jnp.sum(x, -1) for x in sums) if sums[0].ndim == x0.ndim else sums
+
+
+_LANES = 8
+
+
+def _gram_sums(a, p, n, fast: bool = False):
+    r"""The sums of one pass; returns the basis and (theta_ap, theta_an).
+
+    Accurate (default): twelve sums of :math:`x \mp a`, so that :math:`\delta_x = x -
+    \sigma_x a` keeps full relative accuracy for near-antipodal pairs too. ``fast``: five sums
+    of :math:`p - a, n - a` (:math:`\|p-a\|^2, \|n-a\|^2, (p-a)\cdot(n-a), a\cdot(p-a),
+    a\cdot(n-a)`), vectorised over lanes: about twice as fast; the entries with
+    :math:`\sigma_x = -1` follow from :math:`\|a\| = 1` with an absolute error of a few
+    :math:`\varepsilon`, so pairs with :math:`\|x + a\|^2 <` :func:`_antipodal_tol` are
+    recomputed (:func:`_repair`)."""
+    dm_p, dm_n = p - a, n - a
+    if fast:
+        qmp, qmn, cmm, amp, amn = _reduce(
+            (dm_p * dm_p, dm_n * dm_n, dm_p * dm_n, a * dm_p, a * dm_n), _LANES
+        )
+        # |x + a|^2 = |x - a|^2 + 4 a.(x - a) + 4, a.(x + a) = a.(x - a) + 2, for unit a
+        app, apn = amp + 2, amn + 2
+        qpp, qpn = qmp + 2 * (amp + app), qmn + 2 * (amn + apn)
+        cmp_, cpm = cmm + 2 * amp, cmm + 2 * amn
+        cpp = cmp_ + 2 * apn
+    else:
+        dp_p, dp_n = p + a, n + a
+        prods = (
+            dm_p * dm_p,
+            dp_p * dp_p,
+            dm_n * dm_n,
+            dp_n * dp_n,
+            dm_p * dm_n,
+            dm_p * dp_n,
+            dp_p * dm_n,
+            dp_p * dp_n,
+            a * dm_p,
+            a * dp_p,
+            a * dm_n,
+            a * dp_n,
+        )
+        qmp, qpp, qmn, qpn, cmm, cmp_, cpm, cpp, amp, app, amn, apn = _reduce(prods, 0)
     pos_p = qmp <= qpp
     pos_n = qmn <= qpn
     one = jnp.ones_like(qmp)
@@ -182,14 +169,15 @@ def _gram_sums(a, p, n):
     g22 = jnp.maximum(g22 - 2 * r_n * ad_n + r_n * r_n, jnp.zeros_like(g22))
     B = _Basis(g11, g22, g12, sp, sn)
     # Kahan: theta = 2 atan2(|a - x|, |a + x|); with sigma = +1, |a - x|^2 = g, |a + x|^2 = 4 - g.
+    # |a - x| = 2 sin(theta / 2), |a + x| = 2 cos(theta / 2): also the built-in profiles
     four = 4 * one
-    t_ap = 2 * _atan2_nonneg(
-        safe_sqrt(jnp.where(pos_p, qmp, four - qpp)), safe_sqrt(jnp.where(pos_p, four - qmp, qpp))
-    )
-    t_an = 2 * _atan2_nonneg(
-        safe_sqrt(jnp.where(pos_n, qmn, four - qpn)), safe_sqrt(jnp.where(pos_n, four - qmn, qpn))
-    )
-    return B, t_ap, t_an
+    m_p = safe_sqrt(jnp.where(pos_p, qmp, four - qpp))
+    q_p = safe_sqrt(jnp.where(pos_p, four - qmp, qpp))
+    m_n = safe_sqrt(jnp.where(pos_n, qmn, four - qpn))
+    q_n = safe_sqrt(jnp.where(pos_n, four - qmn, qpn))
+    t_ap = 2 * _atan2_nonneg(m_p, q_p)
+    t_an = 2 * _atan2_nonneg(m_n, q_n)
+    return B, t_ap, t_an, ((m_p / 2, q_p / 2), (m_n / 2, q_n / 2))
 
 
 def _directions(B):
@@ -206,11 +194,32 @@ def _directions(B):
     return u_ap, u_an, u_pa, u_na
 
 
-def _hinge_weights(t_ap, t_an, dist: Distance, margin, soft):
+# Profile g and weight g' of the built-in distances from theta and its half-angle sine and
+# cosine (known from the sums without trigonometric calls, which XLA:CPU does not vectorise:
+# 6.5 ns per jnp.sin against 0.3 per sqrt here); the same functions as DISTANCES[name].
+_HALF_ANGLE_FORMS = {
+    "chord_sq": (lambda t, sh, ch: 4 * sh * sh, lambda t, sh, ch: 4 * sh * ch),
+    "chord": (lambda t, sh, ch: 2 * sh, lambda t, sh, ch: ch),
+    "geodesic": (lambda t, sh, ch: t, lambda t, sh, ch: jnp.ones_like(t)),
+    "geodesic_sq": (lambda t, sh, ch: t * t, lambda t, sh, ch: 2 * t),
+    "cosine": (lambda t, sh, ch: 2 * sh * sh, lambda t, sh, ch: 2 * sh * ch),
+}
+
+
+def _profile_weight(dist: Distance, t, half):
+    """(g(t), g'(t)); ``half = (sin(t / 2), cos(t / 2))``."""
+    if DISTANCES.get(dist.name) is dist:
+        g, w = _HALF_ANGLE_FORMS[dist.name]
+        return g(t, *half), w(t, *half)
+    return dist.profile(t), dist.weight(t)
+
+
+def _hinge_weights(t_ap, t_an, dist: Distance, margin, soft, halves):
     """Per-triplet scalars of one loss: hinge argument z, slope s, pair weights s g'(theta)."""
-    z = dist.profile(t_ap) - dist.profile(t_an) + margin
+    (g_p, w_p), (g_n, w_n) = (_profile_weight(dist, t, h) for t, h in zip((t_ap, t_an), halves))
+    z = g_p - g_n + margin
     s = hinge_slope(z, soft=soft)
-    return z, s, s * dist.weight(t_ap), s * dist.weight(t_an)
+    return z, s, s * w_p, s * w_n
 
 
 def _coef_grads(B, t_ap, t_an, dist: Distance, scalars, dirs):
@@ -258,29 +267,6 @@ def _raw_chord(B, t_ap, t_an, s):
 _RAW_COEFS = {"chord_sq": _raw_chord_sq, "cosine": _raw_cosine, "chord": _raw_chord}
 
 
-def _coef_angles(B, pairs):
-    """Angles between the vectors with coefficients u, v (tuples of blocks), for each pair
-    ``(u, v)``; NaN where one is zero. Kahan's formula with both arguments scaled by
-    |u| |v| > 0, which needs no division: theta = 2 atan2(| |v| u - |u| v |, | |v| u + |u| v |).
-    """
-    n2 = iter([B.sq(x) for u, v in pairs for x in (*u, *v)])
-    norms = [
-        (safe_sqrt(sum(next(n2) for _ in u)), safe_sqrt(sum(next(n2) for _ in v))) for u, v in pairs
-    ]
-    terms = []
-    for (u, v), (nu, nv) in zip(pairs, norms):
-        su, sv = [_scale(nv, x) for x in u], [_scale(nu, x) for x in v]
-        terms += [_sub(x, y) for x, y in zip(su, sv)] + [_add(x, y) for x, y in zip(su, sv)]
-    q = iter([B.sq(x) for x in terms])
-    out = []
-    for (u, _), (nu, nv) in zip(pairs, norms):
-        dm, dp = (safe_sqrt(sum(next(q) for _ in u)) for _ in range(2))
-        th = 2 * _atan2_nonneg(dm, dp)
-        ok = (nu > 0) & (nv > 0)
-        out.append((jnp.where(ok, th, jnp.full_like(th, jnp.nan)), ok))
-    return out
-
-
 _BLOCK = 4096
 
 
@@ -290,14 +276,17 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK, repair: boo
     Fewer than ``2 * _MIN_BLOCK`` triplets: the gradients are formed as d-vectors and their
     angles taken there, as in the autodiff path (``O(d)`` per angle; no loss of accuracy
     where the Gram matrix is nearly singular).
-    Otherwise two passes over row blocks (``lax.fori_loop``). Pass 1 reads ``a, p, n`` (the
-    fused Gram sums) and writes 15 scalars per triplet (the Gram entries, both angles, each
-    loss's hinge argument, slope and pair weights); pass 2 computes the eight angles from them.
-    The loop boundary makes XLA materialise the scalars once: in one fused pass XLA:CPU
-    re-evaluates g and g' (sin, cos, ...) inside each of the ~36 fusions that consume them.
-    Blocks keep the O(1)-per-triplet temporaries in cache. Per-triplet margins and user
-    distances of ambient kind ``custom`` (autodiff of the ambient form) take one fused pass.
-    Then the ill-conditioned triplets are recomputed (:func:`_repair`).
+    Otherwise two passes over row blocks (``lax.fori_loop``, blocks of ``block`` rows, at
+    least four blocks). Pass 1 reads ``a, p, n`` (the five fast sums of :func:`_gram_sums`)
+    and writes 15 scalars per triplet (the Gram entries, both angles, each loss's hinge
+    argument, slope and pair weights); pass 2 computes the eight angles from them in
+    orthonormal coordinates (:mod:`geotrip.core._frame_angles`). The loop boundary makes XLA
+    materialise the scalars once (in one fused pass XLA:CPU re-evaluates shared
+    subexpressions inside each fusion that consumes them); blocks keep the temporaries in
+    cache. Per-triplet margins and user distances of ambient kind ``custom`` (autodiff of
+    the ambient form) take one fused pass (accurate sums). Then the ill-conditioned
+    triplets, and after the fast sums the near-antipodal ones, are recomputed
+    (:func:`_repair`).
 
     ``repair=False``: the Gram basis only, for every size, as before the repair existed (the
     sweeps' per-configuration metric, vmapped over one triplet at a time: ``O(1)`` per
@@ -322,12 +311,14 @@ def _closed_form(a, p, n, dA, dB, mA, mB, soft, block: int = _BLOCK, repair: boo
         a, p, n = (x.reshape(size, d) for x in (a, p, n))
     else:
         # at least two blocks: XLA inlines a loop of one iteration (and would fuse the passes)
-        block = min(block, size // 2 // _MIN_BLOCK * _MIN_BLOCK)
+        block = min(block, max(_MIN_BLOCK, -(-size // 4)))
         a, p, n = (x.reshape(size, d) for x in (a, p, n))
-        scal = _blocked(lambda t: _pass1(*t, dA, dB, mA, mB, soft), (a, p, n), size, block)
+        p1 = lambda t: _pass1(*t, dA, dB, mA, mB, soft, fast=True)
+        scal = _blocked(p1, (a, p, n), size, block)
         out = _blocked(lambda sc: _pass2(sc, dA, dB, soft), scal, size, block)
     if repair:
-        out = _repair(out, scal, (a, p, n), dA, dB, soft)
+        fast = scalar_margins and not custom and size >= 2 * _MIN_BLOCK
+        out = _repair(out, scal, (a, p, n), dA, dB, mA, mB, soft, fast)
     return {k: v.reshape(lead) for k, v in out.items()}
 
 
@@ -358,25 +349,39 @@ def _ill_conditioned(base):
     return (prod > 0) & (prod - t * t < tau * prod)
 
 
-def _repair(out, scal, apn, dA, dB, soft):
+def _antipodal(base):
+    """Pairs whose fast Gram entries (:func:`_gram_sums` with ``fast``) are inaccurate:
+    sigma = -1 and |x + a|^2 below eps^(1/4) of the dtype (float32: 0.019, an angle within
+    0.14 rad of pi; float64: 1.2e-4). Above it their absolute error of a few eps costs at most
+    about eps^(7/8) rad."""
+    g11, g22, _, sp, sn = base[:5]
+    tol = float(jnp.finfo(g11.dtype).eps) ** 0.25
+    return ((sp < 0) & (g11 < tol)) | ((sn < 0) & (g22 < tol))
+
+
+def _repair(out, scal, apn, dA, dB, mA, mB, soft, fast):
     """Recompute the ill-conditioned triplets (:func:`_ill_conditioned`) with the quadratic
     gradients formed as d-vectors (:func:`_ambient_basis`): the cancellation then happens
     once, on d-vectors, as in the autodiff path. Rows ``(size,)``, inputs ``(size, d)``. A
     fixed number of them is gathered (``lax.switch``: under ``vmap`` every branch runs)."""
     size, d = apn[0].shape
     ill = _ill_conditioned(scal[0])
+    if fast:  # recompute the pass-1 scalars too, from the accurate sums
+        ill = ill | _antipodal(scal[0])
+    p1 = lambda x: _pass1(*x, dA, dB, mA, mB, soft) if fast else None
     k = min(size, max(_MIN_REPAIR, size // (_REPAIR_SHARE * -(-d // 4))))
 
     def few(out):
         idx = jnp.nonzero(ill, size=k, fill_value=size)[0]
         take = lambda x: jnp.take(x, idx, axis=0, mode="fill", fill_value=1)
-        sub = _pass2(jax.tree.map(take, scal), dA, dB, soft, ambient=tuple(map(take, apn)))
+        sub_apn = tuple(map(take, apn))
+        sub = _pass2(p1(sub_apn) or jax.tree.map(take, scal), dA, dB, soft, ambient=sub_apn)
         return {
             key: v.at[idx].set(sub[key], mode="drop") if key in sub else v for key, v in out.items()
         }
 
     def every(out):
-        return out | _pass2(scal, dA, dB, soft, ambient=apn)
+        return out | _pass2(p1(apn) or scal, dA, dB, soft, ambient=apn)
 
     count = jnp.sum(ill)
     branch = jnp.where(count == 0, 0, jnp.where(count <= k, 1, 2))
@@ -404,10 +409,11 @@ def _blocked(fn, xs, size, block):
 _MIN_BLOCK = 128
 
 
-def _pass1(a, p, n, dA, dB, mA, mB, soft):
-    B, t_ap, t_an = _gram_sums(a, p, n)
+def _pass1(a, p, n, dA, dB, mA, mB, soft, fast=False):
+    B, t_ap, t_an, halves = _gram_sums(a, p, n, fast)
     base = (B.g11, B.g22, B.g12, B.sp, B.sn, t_ap, t_an)
-    return base, _hinge_weights(t_ap, t_an, dA, mA, soft), _hinge_weights(t_ap, t_an, dB, mB, soft)
+    hinge = lambda d, m: _hinge_weights(t_ap, t_an, d, m, soft, halves)
+    return base, hinge(dA, mA), hinge(dB, mB)
 
 
 def _pass2(scal, dA, dB, soft, custom_inputs=None, ambient=None):
@@ -416,21 +422,34 @@ def _pass2(scal, dA, dB, soft, custom_inputs=None, ambient=None):
     angles of such a distance are left out); ``ambient = (a, p, n)`` to form the gradients
     as d-vectors (:func:`_ambient_basis`) and take their angles there, as autodiff does."""
     (g11, g22, g12, sp, sn, t_ap, t_an), scA, scB = scal
-    B = _Basis(g11, g22, g12, sp, sn)
-    dirs = _directions(B)
-    rA, wA = _coef_grads(B, t_ap, t_an, dA, scA, dirs)
-    rB, wB = _coef_grads(B, t_ap, t_an, dB, scB, dirs)
     blocks = ("anchor", "positive", "negative")
-    kinds = [("riemannian", rA, rB)] + (
-        [("raw", wA, wB)] if wA is not None and wB is not None else []
-    )
-    names, pairs = [], []
-    for kind, gA, gB in kinds:
-        names += [f"{kind}/{b}" for b in blocks] + [f"{kind}/joint"]
-        pairs += [((gA[i],), (gB[i],)) for i in range(3)] + [(gA, gB)]
-    if ambient is None:
-        angles = _coef_angles(B, pairs)
+    if ambient is None:  # orthonormal coordinates of span(a, p, n) (geotrip.core._frame_angles)
+        F = _Frame(g11, g22, g12, sp, sn)
+        wA, wB = F.weights(*scA[2:]), F.weights(*scB[2:])
+        raws = [
+            "riemannian" if d.ambient_kind == "angle" else _RAW_COEFS.get(d.ambient_kind)
+            for d in (dA, dB)
+        ]
+        raws = [
+            r if r is None or r == "riemannian" else r(F, t_ap, t_an, sc[1])
+            for r, sc in zip(raws, (scA, scB))
+        ]
+        res = frame_angles(F, wA, wB, *raws)
+        names = sorted(res)
+        angles = [res[k] for k in names]
+        kinds = sorted({k.split("/")[0] for k in names})
     else:  # the gradients as d-vectors (blocks (..., d), joint (..., 3d)), as autodiff has them
+        B = _Basis(g11, g22, g12, sp, sn)
+        dirs = _directions(B)
+        rA, wA = _coef_grads(B, t_ap, t_an, dA, scA, dirs)
+        rB, wB = _coef_grads(B, t_ap, t_an, dB, scB, dirs)
+        kinds = [("riemannian", rA, rB)] + (
+            [("raw", wA, wB)] if wA is not None and wB is not None else []
+        )
+        names, pairs = [], []
+        for kind, gA, gB in kinds:
+            names += [f"{kind}/{b}" for b in blocks] + [f"{kind}/joint"]
+            pairs += [((gA[i],), (gB[i],)) for i in range(3)] + [(gA, gB)]
         basis = _ambient_basis(ambient, sp, sn)
         vec = lambda u: jnp.concatenate(
             [sum(c[..., None] * b for c, b in zip(x, basis)) for x in u], -1
