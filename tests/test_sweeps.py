@@ -113,6 +113,32 @@ def test_closed_form_near_degenerate_float32():
 
 
 @pytest.mark.slow
+def test_closed_form_blocked_near_antipodal_float32():
+    """The blocked path's five fast sums (of p - a, n - a) give the sigma = -1 Gram entries
+    only to a few eps absolutely; near-antipodal pairs are recomputed from the twelve sums
+    (_repair). float32, 400 rows (blocked) against the small-input path on each half."""
+    from geotrip.core._closed_form import _antipodal, _closed_form, _pass1
+
+    eps = jnp.repeat(jnp.asarray([1e-3, 1e-2, 0.05, 0.3]), 50)
+    tp = jnp.concatenate([np.pi - eps, eps])  # near-antipodal, then near-coincident positives
+    tn = jnp.tile(jnp.linspace(0.3, 2.8, 25), 16)
+    ps = jnp.tile(jnp.linspace(0.2, 3.0, 20), 20)
+    trip = gt.rotated_triplet(jax.random.key(4), tp, tn, ps, dim=16)
+    a, p, n = (x.astype(jnp.float32).reshape(2, 200, 16) for x in trip)
+    A, B = (gt.distance(d) for d in PAIRS[0])
+    base = _pass1(a, p, n, A, B, 4.5, 3.5, False, fast=True)[0]
+    assert 100 <= int(jnp.sum(_antipodal(base))) < 200  # the repair has work to do
+    blocked = jax.jit(lambda a, p, n: _closed_form(a, p, n, A, B, 4.5, 3.5, False))(a, p, n)
+    for half in range(2):
+        flat = gt.gradient_angles_closed_form(a[half], p[half], n[half], margins=(4.5, 3.5))
+        for k, v in flat.items():
+            if v.dtype == bool:
+                np.testing.assert_array_equal(blocked[k][half], v)
+            else:
+                np.testing.assert_allclose(blocked[k][half], v, atol=2e-4, equal_nan=True)
+
+
+@pytest.mark.slow
 def test_closed_form_near_coplanar_float32():
     """float32, d = 3, a, p, n nearly on one great circle (psi ~ 1e-5 .. 1e-2): the Gram
     matrix is nearly singular and its quadratic forms lost up to 1.57 rad in the anchor angles
