@@ -17,15 +17,19 @@ whose Gram matrix, for unit vectors, is
           g_{11} = \|\delta_p\|^2,\ g_{22} = \|\delta_n\|^2,\ g_{12} = \delta_p\cdot\delta_n
 
 (using :math:`a\cdot\delta_p = -\sigma_p\|\delta_p\|^2/2`, exact on the sphere). One
-pass over the data computes the eight sums :math:`\|p \mp a\|^2`, :math:`\|n \mp a\|^2`,
-:math:`(p \mp a)\cdot(n \mp a)`; everything else (the angles
+pass over the data computes the sums :math:`\|p \mp a\|^2`, :math:`\|n \mp a\|^2`,
+:math:`(p \mp a)\cdot(n \mp a)`, :math:`a\cdot(x \mp a)`; everything else (the angles
 :math:`\theta_{ap} = 2\operatorname{atan2}(\sqrt{g_{11}}, \sqrt{4 - g_{11}})` for
-:math:`\sigma_p = 1`, the tangent directions, the weights, the hinge slopes, the
-gradient coefficients and the eight angles between gradients, each by Kahan's
-formula :math:`2\operatorname{atan2}(\|\hat u - \hat v\|, \|\hat u + \hat v\|)` with the
-norms taken in :math:`M`) costs :math:`O(1)` per triplet. The differences
-:math:`p \mp a` are formed elementwise, so near-coincident and near-antipodal pairs
-keep full relative accuracy, as in :func:`geotrip.angle`. The path is thus bound by
+:math:`\sigma_p = 1`, the weights, the hinge slopes, the gradients and the eight angles
+between them) costs :math:`O(1)` per triplet, in orthonormal coordinates of
+:math:`\operatorname{span}(a, p, n)` (the Cholesky factor of :math:`M`, see
+``geotrip.core._frame_angles``): each gradient block is a 3-vector, the Riemannian joint
+gradient a 4-vector, and each angle :math:`\operatorname{atan2}(\|u\wedge v\|, u\cdot v)`.
+The differences :math:`p \mp a` are formed elementwise, so near-coincident and
+near-antipodal pairs keep full relative accuracy, as in :func:`geotrip.angle`. For 256
+triplets or more the pass takes only the five sums of :math:`p - a, n - a` (vectorised over
+lanes, about twice as fast) and recomputes the near-antipodal pairs
+(:math:`\|x + a\|^2 < \varepsilon^{1/4}`) from the twelve. The path is thus bound by
 reading :math:`a, p, n` from memory.
 
 **Where M is nearly singular** (:math:`a, p, n` nearly on one great circle: the tangents
@@ -77,7 +81,7 @@ def gradient_angles_closed_form(
 ) -> dict[str, Array]:
     r"""Same output as :func:`geotrip.gradient_angles`, from closed forms (module docstring).
 
-    One pass over ``a, p, n`` (eight fused sums of length :math:`d`), then
+    One pass over ``a, p, n`` (five or twelve fused sums of length :math:`d`), then
     :math:`O(1)` work per triplet; no autodiff. Assumes unit vectors (as every
     triplet function does): the Gram entries :math:`a\cdot\delta` use
     :math:`\|a\| = \|x\| = 1` exactly. The hinge activity uses the profile
