@@ -55,6 +55,9 @@ def test_make_figures_reports_progress_and_memory(monkeypatch, tmp_path):
     from geotrip.figures._registry import FigureSpec
 
     def make(*, out_dir, seed, quick):
+        from geotrip.figures._registry import progress
+
+        progress("halfway")
         (out_dir / "dummy.txt").write_text(f"{seed} {quick}")
         return [out_dir / "dummy.txt"]
 
@@ -63,8 +66,12 @@ def test_make_figures_reports_progress_and_memory(monkeypatch, tmp_path):
     lines = []
     (rec,) = figs.make_figures(out_dir=tmp_path, seed=3, quick=True, log=lines.append)
     assert (tmp_path / "dummy.txt").read_text() == "3 True"
-    assert lines[0] == "[1/1] dummy: started" and lines[1].startswith("[1/1] dummy: 1 files")
-    assert "peak" in lines[1] and rec["files"] == 1 and rec["peak_rss_mb"] > 0
+    assert lines[0] == "[1/1] dummy: started" and lines[1].startswith("[1/1] dummy: halfway (")
+    assert lines[2].startswith("[1/1] dummy: 1 files") and "figure peak" in lines[2]
+    assert rec["files"] == 1 and rec["peak_rss_mb"] > 0 and rec["cpu_seconds"] >= 0
+    inside = figs._Inside(lines.append, "[2/3] x", quiet=0.0)  # a heartbeat when quiet
+    inside.heartbeat()
+    assert lines[-1].startswith("[2/3] x: running")
     with pytest.raises(ValueError, match="valid: dummy"):
         figs.make_figures(["nope"], out_dir=tmp_path)
 

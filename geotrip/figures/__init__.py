@@ -20,6 +20,7 @@ from pathlib import Path
 from .._api import lazy_exports as _lazy_exports
 from .._io import atomic_write_text
 from .._provenance import run_details
+from . import _registry
 from ._registry import FIGURES, FigureSpec, register_figure, save_figure, save_table
 
 __all__ = [
@@ -102,6 +103,7 @@ class _Releaser:
 
     def __init__(self, interval: float = 1.0):
         self.figure_peak_mb = 0.0  # largest resident size sampled since the caller reset it
+        self.inside = None  # the running figure's _Inside (heartbeat lines), if any
         self._trim = _libc_malloc_trim()
         self._stop = threading.Event()
         self._thread = None
@@ -117,6 +119,9 @@ class _Releaser:
             self.figure_peak_mb = max(self.figure_peak_mb, rss)
             if self._trim is not None:
                 self._trim(0)
+            inside = self.inside
+            if inside is not None:
+                inside.heartbeat()
 
     def release(self) -> None:
         import jax
@@ -132,6 +137,25 @@ class _Releaser:
             self._thread.join()
 
 
+class _Inside:
+    """Where :func:`geotrip.figures._registry.progress` writes while one figure runs; the
+    releaser's thread calls :meth:`heartbeat`, which logs a line after ``quiet`` seconds
+    without one (a figure that reports nothing itself, e.g. the searches)."""
+
+    def __init__(self, log: Callable[[str], None], prefix: str, quiet: float = 30.0):
+        self.log, self.prefix, self.quiet = log, prefix, quiet
+        self.t0 = self.last = time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        self.last = time.perf_counter()
+        self.log(f"{self.prefix}: {msg} ({self.last - self.t0:.1f} s)")
+
+    def heartbeat(self) -> None:
+        if time.perf_counter() - self.last >= self.quiet:
+            rss = _rss_mb()[0]
+            self(f"running{'' if rss is None else f', {rss:.0f} MB resident'}")
+
+
 def make_figures(
     names: Sequence[str] | None = None,
     *,
@@ -142,7 +166,10 @@ def make_figures(
 ) -> list[dict]:
     """Make the named figures (default: all) one after another, reporting progress.
 
-    Logs one line when each figure starts and one when it ends (files written, wall and
+    Logs one line when each figure starts, lines from inside the long ones
+    (:func:`geotrip.figures._registry.progress`; tqdm bars of the searches and training when
+    standard error is a terminal; a heartbeat line after 30 s without one), and one when
+    it ends (files written, wall and
     CPU seconds, resident memory after the release, the figure's peak sampled every second
     and the process's peak so far), and releases each figure's memory (matplotlib figures,
     JAX's compiled programs, Python garbage, freed heap pages: :class:`_Releaser`) before
@@ -173,7 +200,12 @@ def make_figures(
             log(f"[{i}/{len(names)}] {name}: started")
             t0, c0 = time.perf_counter(), _cpu_seconds()
             releaser.figure_peak_mb = 0.0
-            paths = figs[name].make(out_dir=Path(out_dir), seed=seed, quick=quick)
+            inside = _Inside(log, f"[{i}/{len(names)}] {name}")
+            _registry._PROGRESS_HOOK[0] = releaser.inside = inside
+            try:
+                paths = figs[name].make(out_dir=Path(out_dir), seed=seed, quick=quick)
+            finally:
+                _registry._PROGRESS_HOOK[0] = releaser.inside = None
             seconds, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
             plt.close("all")
             fig_peak = max(releaser.figure_peak_mb, _rss_mb()[0] or 0.0)

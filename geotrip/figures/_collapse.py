@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._caches import bounded_cache
-from ._registry import register_figure, save_figure
+from ._registry import register_figure, save_figure, show_bars
 
 _STYLE = {
     "chord_sq": dict(color="C0", ls="-", marker="o"),
@@ -266,7 +266,9 @@ def _figure_sweep(seed: int, quick: bool) -> Path:
     # Train in float32, as `geotrip collapse` does, whatever `geotrip figures --x64` says:
     # the PRNG streams (and so the starts) depend on the dtype.
     with jax.enable_x64(False):
-        run_collapse_sweep("figure-quick" if quick else "figure", tmp, seed0=seed, progress=False)
+        run_collapse_sweep(
+            "figure-quick" if quick else "figure", tmp, seed0=seed, progress=show_bars()
+        )
     return tmp
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_bytes
-from ._registry import register_figure, save_figure
+from ._registry import register_figure, save_figure, show_bars
 
 _PAIR = ("chord_sq", "geodesic")
 _SAME_NUMBER = (0.2, 0.2)  # the old convention: one number for both losses (units differ)
@@ -38,7 +38,14 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
     restarts, steps = (16, 60) if quick else (32, 200)
     cert_dir = Path(out_dir) / "certificates" / "weighting"
     rows = monotone_angle_bounds(
-        ks, dims, distances=_PAIR, restarts=restarts, steps=steps, seed=seed, cert_dir=cert_dir
+        ks,
+        dims,
+        distances=_PAIR,
+        restarts=restarts,
+        steps=steps,
+        seed=seed,
+        cert_dir=cert_dir,
+        progress=show_bars(),  # one bar per (k, d) cell
     )
     margins = rows[0]["margins"]
     fig, ax = plt.subplots(figsize=(6.4, 4.1), constrained_layout=True)
@@ -238,7 +245,7 @@ def smallest_descent(*, seed: int, quick: bool):
             restarts=restarts,
             steps=steps,
             seed=seed,
-            progress=False,
+            progress=show_bars(),
         )
         r.notes.append(f"structure {s}")
         if np.isfinite(r.value) and (best is None or r.value > best.value):

@@ -19,7 +19,15 @@ import numpy as np
 from .._io import atomic_open, atomic_savefig, atomic_savez
 from .._provenance import provenance, write_provenance
 
-__all__ = ["FigureSpec", "FIGURES", "register_figure", "save_figure", "save_table"]
+__all__ = [
+    "FigureSpec",
+    "FIGURES",
+    "register_figure",
+    "save_figure",
+    "save_table",
+    "progress",
+    "show_bars",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +39,24 @@ class FigureSpec:
 
 
 FIGURES: dict[str, FigureSpec] = {}
+
+# Where progress() goes while make_figures runs a figure (one log line each); else nowhere.
+_PROGRESS_HOOK: list[Callable[[str], None] | None] = [None]
+
+
+def progress(message: str) -> None:
+    """Report progress inside a long figure: a line of ``make_figures``' log, else nothing."""
+    hook = _PROGRESS_HOOK[0]
+    if hook is not None:
+        hook(message)
+
+
+def show_bars() -> bool:
+    """Whether a figure should show the tqdm bars of the searches and training it runs: when
+    ``make_figures`` runs it and standard error is a terminal (bars change no result)."""
+    import sys
+
+    return _PROGRESS_HOOK[0] is not None and sys.stderr.isatty()
 
 
 def register_figure(name: str, *, description: str, group: str = "core"):
