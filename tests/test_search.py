@@ -384,32 +384,3 @@ def test_monotone_angle_bounds_small_grid(tmp_path):
     assert all(r["pattern"] == ["both"] * r["k"] for r in rows)
     for f in tmp_path.glob("*.json"):
         assert gt.verify_certificate(f).ok
-
-
-def test_compile_ahead_is_reused_and_failures_are_dropped():
-    # geotrip search compiles its programs ahead in a worker thread; the ordinary call that
-    # follows must reuse that executable (no second XLA compilation), and a program that
-    # cannot be lowered only leaves a failed future behind (the call then raises as usual).
-    from geotrip.counterexamples._precompile import ahead, settle, worker
-
-    f = jax.jit(lambda x: jnp.sin(x) * 3.0 + 1.0)
-    compiles = []
-
-    def listen(name, secs, **kw):
-        if "backend_compile" in name:
-            compiles.append(name)
-
-    pool = worker()
-    fut = ahead(f, jax.ShapeDtypeStruct((7,), jnp.float32), pool=pool)
-    bad = ahead(jax.jit(lambda x: x @ x), jax.ShapeDtypeStruct((2, 3), jnp.float32), pool=pool)
-    settle([fut, bad])
-    pool.shutdown()
-    assert fut.result() is not None and bad.exception() is not None
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        y = f(np.arange(7, dtype=np.float32))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    assert not compiles  # reused, not compiled again
-    same = jax.jit(lambda x: jnp.sin(x) * 3.0 + 1.0)(np.arange(7, dtype=np.float32))
-    np.testing.assert_array_equal(np.asarray(y), np.asarray(same))  # bit for bit

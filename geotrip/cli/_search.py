@@ -139,7 +139,6 @@ def run(args: argparse.Namespace) -> int:
 
     from .._provenance import provenance
     from ..counterexamples import CertificateError, certify, search, simplify
-    from ..counterexamples._precompile import settle
 
     if not jax.config.jax_enable_x64:
         raise CLIError("certificates need float64; do not pass --no-x64")
@@ -159,32 +158,23 @@ def run(args: argparse.Namespace) -> int:
     objective = _objective(args.objective)
     triplets = _structure(args.structure, args.triplets)
     margins = margins_from_args(args)
-    pool, ahead = _compile_certification_ahead(args, objective, triplets, margins, writer)
-    try:
-        res = search(
-            objective,
-            triplets=triplets,
-            dim=args.dim,
-            distances=tuple(args.distances),
-            margins=margins,
-            match=args.match,
-            active=args.active,
-            gap=args.gap,
-            soft=args.soft,
-            restarts=args.restarts,
-            steps=args.steps,
-            learning_rate=args.lr,
-            seed=args.seed,
-            progress=writer and not args.no_progress,
-            distributed=True,
-        )
-    except BaseException:
-        if pool is not None:  # stop what has not started compiling
-            pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    settle(ahead)  # the compilations started ahead are done before certify calls them
-    if pool is not None:
-        pool.shutdown()
+    res = search(
+        objective,
+        triplets=triplets,
+        dim=args.dim,
+        distances=tuple(args.distances),
+        margins=margins,
+        match=args.match,
+        active=args.active,
+        gap=args.gap,
+        soft=args.soft,
+        restarts=args.restarts,
+        steps=args.steps,
+        learning_rate=args.lr,
+        seed=args.seed,
+        progress=writer and not args.no_progress,
+        distributed=True,
+    )
     if not writer:
         return 0
     for note in res.notes:
@@ -221,37 +211,6 @@ def run(args: argparse.Namespace) -> int:
     for line in ver.failures:
         print(f"  FAIL {line}")
     return 0 if ver.ok else 1
-
-
-def _compile_certification_ahead(args, objective, triplets, margins, writer):
-    """``(pool, futures)``: a worker compiling the certification's programs while the search
-    runs (process 0, built-in objectives, no ``--simplify``: its certificate has other
-    shapes), or ``(None, [])``."""
-    from types import SimpleNamespace
-
-    from ..core._distances import distance
-    from ..counterexamples import OBJECTIVES
-    from ..counterexamples._certify import compile_certification_ahead
-    from ..counterexamples._margins import resolve_margins
-    from ..counterexamples._precompile import worker
-
-    if not writer or args.simplify or objective not in OBJECTIVES:
-        return None, []
-    try:
-        distances = tuple(distance(d).name for d in args.distances)
-        margins = resolve_margins(distances, margins, match=args.match, dim=args.dim)[0]
-    except Exception:  # invalid options: the search reports them
-        return None, []
-    problem = SimpleNamespace(
-        objective=objective,
-        distances=distances,
-        margins=margins,
-        soft=bool(args.soft),
-        active=args.active,
-        gap=float(args.gap),
-    )
-    pool = worker()
-    return pool, compile_certification_ahead(problem, triplets, args.dim, pool)
 
 
 def _certified_line(cert) -> str:

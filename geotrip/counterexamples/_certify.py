@@ -20,7 +20,6 @@ from ..core._losses import batch_loss
 from ._format import GRAD_TOL, format_decimal_points, safety_margin, write_certificate
 from ._objectives import _flat_angle_deg, _pair_grads, _Spec, _z, decomposition
 from ._optimizer import SearchResult, _objective_name
-from ._precompile import ahead
 from ._simplify import _STEP_SIZES, _dd, _default_threshold, _holds, _objective_of, _step_claims
 from .certificates import VerificationResult, verify_certificate
 
@@ -60,25 +59,6 @@ def _claim_arrays_fn(distances: tuple, margins: tuple, soft: bool):
         }
 
     return jax.jit(claim_arrays)
-
-
-def compile_certification_ahead(problem, triplets, dim: int, pool) -> list:
-    r"""Start compiling, in ``pool``, the programs :func:`certify` calls for a result of
-    ``problem`` (anything with the attributes ``objective``, ``distances``, ``margins``,
-    ``soft``, ``active``, ``gap`` of the :class:`SearchResult` to come) with ``triplets``
-    ``(k, 3)`` int32 and ``dim``: its score and validity, the descent step and the claims.
-    Returns the futures (:func:`._precompile.settle` them before certifying)."""
-    if not jax.config.jax_enable_x64:  # certify computes in float64
-        with jax.enable_x64(True):
-            return compile_certification_ahead(problem, triplets, dim, pool)
-    t = np.asarray(triplets)
-    X = jax.ShapeDtypeStruct((int(t.max()) + 1, int(dim)), np.float64)
-    T = jax.ShapeDtypeStruct(t.shape, t.dtype)
-    _, score, valid = _objective_of(problem, t)
-    claims = _claim_arrays_fn(tuple(problem.distances), tuple(problem.margins), bool(problem.soft))
-    jobs = [(score, X), (valid, X), (_dd(problem), X, T, jax.ShapeDtypeStruct((), np.float64))]
-    jobs.insert(0 if problem.objective == "descent" else 3, (claims, X, T))  # describe: claims
-    return [ahead(*job, pool=pool) for job in jobs]
 
 
 def _claims(X, t, res: SearchResult, step) -> dict:

@@ -35,11 +35,15 @@ from ._objectives import (
     objective_function,
     triplet_structure,
 )
-from ._precompile import compile_search_ahead
 
 __all__ = ["RESTART_FAMILIES", "SearchResult", "draw_configurations", "search"]
 
 RESTART_FAMILIES = ("uniform", "clustered", "cap", "bipolar")
+
+
+# ----------------------------------------------------------------------------------------
+# Restart families
+# ----------------------------------------------------------------------------------------
 
 
 def _draw_all_impl(key, fam, n, d, dtype):
@@ -90,19 +94,15 @@ def draw_configurations(
     Returns:
       ``(X0, family_index)`` of shapes ``(restarts, n_points, dim)`` and ``(restarts,)``.
     """
-    fam = _family_indices(restarts, families)
-    X0 = _draw_all(key, jnp.asarray(fam), n_points, dim, float_dtype(dtype))
-    return X0, fam
-
-
-def _family_indices(restarts: int, families: Sequence[str]) -> np.ndarray:
-    """``(restarts,)`` int32 index into :data:`RESTART_FAMILIES` of each restart's family."""
     bad = [f for f in families if f not in RESTART_FAMILIES]
     if bad or not families:
         raise ValueError(f"unknown restart families {bad}; valid: {', '.join(RESTART_FAMILIES)}")
-    return np.asarray(
+    dtype = float_dtype(dtype)
+    fam = np.asarray(
         [RESTART_FAMILIES.index(families[r % len(families)]) for r in range(restarts)], np.int32
     )
+    X0 = _draw_all(key, jnp.asarray(fam), n_points, dim, dtype)
+    return X0, fam
 
 
 @dataclasses.dataclass
@@ -191,6 +191,11 @@ def _objective_name(objective) -> str:
     if isinstance(objective, str):
         return objective
     return getattr(objective, "__name__", "custom")
+
+
+# ----------------------------------------------------------------------------------------
+# Compiled steps
+# ----------------------------------------------------------------------------------------
 
 
 def _cosine_schedule(lr: float, total: float):
@@ -287,6 +292,8 @@ def _initial_configurations(key, restarts, n, dim, families, init, init_noise):
         X0, fam = draw_configurations(key, restarts, n, dim, families=families, dtype=dtype)
         return X0, [RESTART_FAMILIES[i] for i in fam]
     init = np.asarray(init, np.float64)
+    if init.shape != (n, dim):
+        raise ValueError(f"init must have shape ({n}, {dim}), got {init.shape}")
     scales = np.concatenate([[0.0], np.geomspace(1e-3, init_noise, max(restarts - 1, 1))])
     scales = scales[:restarts]
     noise = jax.random.normal(key, (restarts, n, dim), dtype)
@@ -440,13 +447,14 @@ def search(
         triplets = triplet_structure(structure, k, labels=labels)
     t = triplet_structure(triplets)
     n = _check_search_args(t, n_points, dim, restarts, steps, chunk, distances)
-    if init is not None and np.shape(init) != (n, dim):
-        raise ValueError(f"init must have shape ({n}, {dim}), got {np.shape(init)}")
     check_active(active, gap, soft=soft, objective=objective)
     distances = tuple(get_distance(d).name if isinstance(d, str) else d for d in distances)
     margins, match, margin_note = resolve_margins(distances, margins, match=match, dim=dim)
     chunk = min(chunk, steps)
     n_chunks = -(-steps // chunk)
+    X0, fam_names = _initial_configurations(
+        jax.random.key(seed), restarts, n, dim, families, init, init_noise
+    )
     run_chunk, init_fn = _compiled(
         objective,
         tuple(map(tuple, t.tolist())),
@@ -460,13 +468,6 @@ def search(
         float(learning_rate),
     )
     desc = f"search {_objective_name(objective)} k={t.shape[0]} d={dim}"
-    key, dtype = jax.random.key(seed), float_dtype()
-    draw = None  # compile the draw in a worker thread, the optimiser here (._precompile)
-    if init is None:
-        draw = (_draw_all, key, jnp.asarray(_family_indices(restarts, families)), n, dim, dtype)
-    local = process_share(restarts).size if distributed else restarts
-    compile_search_ahead(draw, init_fn, run_chunk, jax.ShapeDtypeStruct((local, n, dim), dtype))
-    X0, fam_names = _initial_configurations(key, restarts, n, dim, families, init, init_noise)
     if distributed and jax.process_count() > 1:
         X0 = X0[process_share(restarts)]  # this process's restarts (one process: all, as drawn)
     # optax's Adam mixes int and float dtypes (bias correction), which strict promotion forbids.
