@@ -5,8 +5,9 @@ strict dtype promotion (mixing int and float arrays raises: cast explicitly) and
 rank promotion raising (no silent broadcasting of arrays of different ranks).
 
 Compile time dominates the suite on CPU, so (unless the caller set them) the run uses
-XLA's lowest backend optimisation level (programs compile faster; results agree with the
-optimised build to the tolerances the tests use) and one persistent compilation cache in a
+XLA flags that make programs compile faster (backend optimisation level 0, the older CPU
+emitters, no parallel-codegen split; results agree with the default build to the
+tolerances the tests use) and one persistent compilation cache in a
 fresh temporary folder shared by the pytest-xdist workers and every subprocess the tests
 start, removed at the end of the run.
 """
@@ -18,10 +19,18 @@ import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-    ).strip()
+# Compile-time flags (each only where the caller did not set it): LLVM optimisation level
+# 0; XLA's older elemental emitters instead of the MLIR fusion emitters (about half the
+# backend compile time of geotrip's small programs; the same HLO, and the suite's checks
+# pass either way); no splitting of a program's LLVM module for parallel codegen (the
+# programs are small and the 2-core CI machine runs 2 workers: the split only costs).
+for _flag, _value in (
+    ("xla_backend_optimization_level", "0"),
+    ("xla_cpu_use_fusion_emitters", "false"),
+    ("xla_cpu_parallel_codegen_split_count", "1"),
+):
+    if _flag not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --{_flag}={_value}").strip()
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
     _cache = tempfile.mkdtemp(prefix="geotrip-test-jax-cache-")
     atexit.register(shutil.rmtree, _cache, ignore_errors=True)
