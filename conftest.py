@@ -19,16 +19,32 @@ import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def _jaxlib_at_least(major: int, minor: int) -> bool:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        parts = version("jaxlib").split(".")[:2]
+        return (int(parts[0]), int(parts[1])) >= (major, minor)
+    except (PackageNotFoundError, ValueError, IndexError):
+        return False
+
+
 # Compile-time flags (each only where the caller did not set it): LLVM optimisation level
 # 0; XLA's older elemental emitters instead of the MLIR fusion emitters (about half the
 # backend compile time of geotrip's small programs; the same HLO, and the suite's checks
 # pass either way); no splitting of a program's LLVM module for parallel codegen (the
 # programs are small and the 2-core CI machine runs 2 workers: the split only costs).
-for _flag, _value in (
-    ("xla_backend_optimization_level", "0"),
-    ("xla_cpu_use_fusion_emitters", "false"),
-    ("xla_cpu_parallel_codegen_split_count", "1"),
-):
+# XLA aborts on a flag it does not know, so the two newer ones are set only for a jaxlib
+# known to have them (0.7 or later; older versions allowed by pyproject.toml run without).
+_FAST_COMPILE = [("xla_backend_optimization_level", "0")]
+if _jaxlib_at_least(0, 7):
+    _FAST_COMPILE += [
+        ("xla_cpu_use_fusion_emitters", "false"),
+        ("xla_cpu_parallel_codegen_split_count", "1"),
+    ]
+for _flag, _value in _FAST_COMPILE:
     if _flag not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --{_flag}={_value}").strip()
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not in os.environ:
