@@ -128,3 +128,18 @@ def test_default_margins_are_slope_matched():
         assert float(default[k]) == float(explicit[k])
     s = gt.active_set_disagreement(jnp.array([0.4]), jnp.array([0.45]))
     assert float(s["active/B"]) == 1.0  # geodesic margin 0.1: 0.4 - 0.45 + 0.1 > 0
+
+
+def test_default_margins_inside_a_users_jit_and_grad():
+    """The default margins (B's slope-matched at trace time) work inside a caller's jax.jit and
+    jax.grad: the weights g'(pi/2) are evaluated as constants, not traced (this raised
+    TracerArrayConversionError before)."""
+    a, p, n = gt.parametric_triplet(0.4, 0.45, 1.0, dim=3)
+    eager = gt.gradient_angles(a, p, n)
+    jitted = jax.jit(lambda a, p, n: gt.gradient_angles(a, p, n))(a, p, n)
+    for k in gt.GRADIENT_ANGLE_KEYS:
+        assert float(jitted[k]) == pytest.approx(float(eager[k]), abs=1e-12), k
+    g = jax.grad(lambda t: gt.active_set_disagreement(t, jnp.array([0.45]))["active/B"])(
+        jnp.array([0.4])
+    )
+    assert jnp.all(jnp.isfinite(g))

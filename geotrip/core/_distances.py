@@ -108,8 +108,10 @@ class Distance:
 
     def _scalar(self, fn, theta: float) -> float:
         # float64 on the host (NumPy input; JAX computes in float32 unless x64 is on,
-        # which is accurate to ~1e-7 relative: enough for these scale facts).
-        return float(np.asarray(fn(np.asarray(theta, dtype=np.float64))))
+        # which is accurate to ~1e-7 relative: enough for these scale facts). Evaluated
+        # eagerly even while a caller's jit/vmap/grad is tracing (a constant, not a tracer).
+        with jax.ensure_compile_time_eval():
+            return float(np.asarray(fn(np.asarray(theta, dtype=np.float64))))
 
     def weight_at(self, theta: float) -> float:
         """The per-pair weight :math:`g'(\theta)` at one angle, as a Python float."""
