@@ -384,3 +384,12 @@ def test_monotone_angle_bounds_small_grid(tmp_path):
     assert all(r["pattern"] == ["both"] * r["k"] for r in rows)
     for f in tmp_path.glob("*.json"):
         assert gt.verify_certificate(f).ok
+    # release=True (geotrip figures: each cell's compiled programs freed) changes no value
+    again = gt.monotone_angle_bounds((1, 2), (2, 3), restarts=8, steps=40, release=True)
+    for r, s in zip(rows, again, strict=True):
+        assert (r["k"], r["dim"], r["angle_deg"], r["source"]) == (
+            s["k"],
+            s["dim"],
+            s["angle_deg"],
+            s["source"],
+        )

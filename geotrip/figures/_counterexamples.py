@@ -46,6 +46,7 @@ def make_angles(*, out_dir: Path, seed: int, quick: bool) -> list[Path]:
         seed=seed,
         cert_dir=cert_dir,
         progress=show_bars(),  # one bar per (k, d) cell
+        release=True,  # each cell's compiled programs freed: ~100 MB per cell otherwise
     )
     margins = rows[0]["margins"]
     fig, ax = plt.subplots(figsize=(6.4, 4.1), constrained_layout=True)
