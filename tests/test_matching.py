@@ -143,3 +143,27 @@ def test_default_margins_inside_a_users_jit_and_grad():
         jnp.array([0.4])
     )
     assert jnp.all(jnp.isfinite(g))
+
+
+def test_margin_matching_figure_shortcuts_equal_the_public_functions():
+    """The margin_matching figure's two shortcuts give, bit for bit, what the public functions
+    give: the uniform angles drawn in chunks (gt.uniform_sphere + gt.angle) and the
+    disagreement shares from profile differences computed once (gt.active_set_disagreement)."""
+    import numpy as np
+
+    from geotrip.figures._sweeps import _disagreements, _uniform_angles
+
+    key = jax.random.key(3)
+    ap, an = _uniform_angles(key, 50, 8, chunk=16)
+    a, p, n = gt.uniform_sphere(key, (3, 50), 8)
+    assert ap.tobytes() == np.asarray(gt.angle(a, p)).tobytes()
+    assert an.tobytes() == np.asarray(gt.angle(a, n)).tobytes()
+    tap, tan = jnp.asarray(ap), jnp.asarray(an)
+    mA = np.linspace(0.01, 1.0, 6)
+    mB = np.asarray(gt.match_margin(jnp.asarray(mA), rule="slope", theta_ref=np.pi / 2))
+    ref = [
+        float(gt.active_set_disagreement(tap, tan, margins=(float(m), float(b)))["disagreement"])
+        for m, b in zip(mA, mB)
+    ]
+    assert _disagreements(tap, tan, mA, mB) == ref
+    assert 0 < max(ref)  # the comparison covers margins where the two hinges disagree
