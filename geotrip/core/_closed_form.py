@@ -50,26 +50,13 @@ def _sub(c, e):
 
 
 class _Basis:
-    """The Gram matrix M of (a, delta_p, delta_n) and quadratic forms in it."""
+    """The Gram matrix M of (a, delta_p, delta_n): its entries, and the signs sigma_p, sigma_n."""
 
     def __init__(self, g11, g22, g12, sp, sn):
         self.g11, self.g22, self.g12 = g11, g22, g12
         self.g01 = -sp * g11 / 2
         self.g02 = -sn * g22 / 2
         self.sp, self.sn = sp, sn
-
-    def dot(self, c, e):
-        return (
-            c[0] * e[0]
-            + self.g11 * c[1] * e[1]
-            + self.g22 * c[2] * e[2]
-            + self.g01 * (c[0] * e[1] + c[1] * e[0])
-            + self.g02 * (c[0] * e[2] + c[2] * e[0])
-            + self.g12 * (c[1] * e[2] + c[2] * e[1])
-        )
-
-    def sq(self, c):
-        return jnp.maximum(self.dot(c, c), jnp.zeros_like(self.g11))
 
 
 def _ambient_basis(apn, sp, sn):
